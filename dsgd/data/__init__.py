@@ -1,0 +1,116 @@
+"""Task data: offline tasks from registry packages, the paper's hub tasks, imbalanced images.
+
+Every loader is reached by name through :func:`load_task`, which returns a
+:class:`TaskData` holding tokenised (or image) train/eval splits with a stable split seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class TaskData:
+    """Train/eval splits of a classification task, ready for a model.
+
+    ``train`` / ``eval``: lists of feature dicts (``input_ids``, ``attention_mask``,
+    optionally ``token_type_ids`` — or ``pixel_values``) each with an int ``labels``;
+    a collator pads them (see :func:`dsgd.data.collate`). ``texts_eval`` keeps the raw
+    eval inputs for inspection. ``metric``: "accuracy" (default), "mcc" or "f1".
+    """
+
+    name: str
+    num_labels: int
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    label_names: list[str] = field(default_factory=list)
+    metric: str = "accuracy"
+    kind: str = "text"  # "text" or "image"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def eval_labels(self) -> np.ndarray:
+        if hasattr(self.eval, "labels"):  # lazily transformed image sets
+            return np.asarray(self.eval.labels, dtype=int)
+        return np.array([int(x["labels"]) for x in self.eval])
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        if hasattr(self.train, "labels"):  # lazily transformed image sets
+            return np.asarray(self.train.labels, dtype=int)
+        return np.array([int(x["labels"]) for x in self.train])
+
+    @property
+    def majority_rate(self) -> float:
+        """Accuracy of always predicting the eval split's most frequent class."""
+        y = self.eval_labels
+        return float(np.bincount(y, minlength=self.num_labels).max() / len(y))
+
+
+# name -> loader(tokenizer, *, max_length, train_size, eval_size, split_seed, **kw) -> TaskData
+TASKS: dict[str, Callable[..., TaskData]] = {}
+
+
+def register_task(name: str) -> Callable[[Callable[..., TaskData]], Callable[..., TaskData]]:
+    def deco(fn: Callable[..., TaskData]) -> Callable[..., TaskData]:
+        TASKS[name] = fn
+        return fn
+
+    return deco
+
+
+def load_task(name: str, tokenizer: Any = None, **kw: Any) -> TaskData:
+    """Load a registered task by name (see ``TASKS``)."""
+    _import_builtin_loaders()
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    return TASKS[name](tokenizer, **kw)
+
+
+def _import_builtin_loaders() -> None:
+    """Import the modules that register the built-in tasks (they may not all exist yet)."""
+    import importlib
+
+    for mod in ("dsgd.data.offline", "dsgd.data.hub", "dsgd.data.synthetic", "dsgd.data.vision"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+# Token-level keys padded by :func:`collate` and the value each is padded with
+# (``None``: the tokenizer's pad id).
+_PAD_VALUES: dict[str, int | None] = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0}
+
+
+def collate(features: list[dict[str, Any]], pad_token_id: int = 0) -> dict[str, Any]:
+    """Stack a list of feature dicts into a batch of tensors, padding to the longest.
+
+    Token keys (``input_ids``, ``attention_mask``, ``token_type_ids``) are right-padded to
+    the batch's longest sequence (``input_ids`` with ``pad_token_id``, the others with 0);
+    ``labels`` become a long tensor; ``pixel_values`` (and any other array-like key) are
+    stacked as they are. Use ``functools.partial(collate, pad_token_id=tok.pad_token_id)``
+    as a DataLoader ``collate_fn``.
+    """
+    import torch
+
+    if not features:
+        raise ValueError("collate() got an empty batch")
+    batch: dict[str, Any] = {}
+    for key in features[0]:
+        values = [f[key] for f in features]
+        if key == "labels":
+            batch[key] = torch.as_tensor([int(v) for v in values], dtype=torch.long)
+        elif key in _PAD_VALUES:
+            pad = pad_token_id if _PAD_VALUES[key] is None else _PAD_VALUES[key]
+            longest = max(len(v) for v in values)
+            out = torch.full((len(values), longest), int(pad), dtype=torch.long)
+            for i, v in enumerate(values):
+                out[i, : len(v)] = torch.as_tensor(list(v), dtype=torch.long)
+            batch[key] = out
+        else:
+            batch[key] = torch.stack([torch.as_tensor(v) for v in values])
+    return batch
