@@ -26,12 +26,24 @@ _EXPORTS: dict[str, str] = {
     # framework adapters
     "DSGDTrainer": "dsgd.trainer",
     "DSGDCallback": "dsgd.trainer",
+    "DSGDLoss": "dsgd.trainer",
     # methods registry and training engine
     "METHODS": "dsgd.methods",
     "get_method": "dsgd.methods",
     "RunConfig": "dsgd.config",
     "train_run": "dsgd.engine",
     "ensemble_predictions": "dsgd.ensembles",
+    "ensemble_table": "dsgd.ensembles",
+    # seed sweeps, result store and reporting
+    "expand_grid": "dsgd.sweep",
+    "run_sweep": "dsgd.sweep",
+    "verify_sample": "dsgd.sweep",
+    "ResultStore": "dsgd.store",
+    "table1": "dsgd.report",
+    "strip_plot": "dsgd.report",
+    # data and models by name
+    "load_task": "dsgd.data",
+    "load_model": "dsgd.models",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,597 @@
+"""Seed sweeps: expand a grid of run configs and compute the missing ones into a store.
+
+* :func:`expand_grid` — base config x axes (seeds, methods, tasks, any field) -> configs.
+* :func:`run_sweep` — skip runs already finished in a :class:`~dsgd.store.ResultStore`,
+  compute the rest with a local process pool or Ray, store each record the moment it
+  finishes. Interrupting a sweep (Ctrl-C, SIGKILL, a crashed machine) loses only the runs
+  in flight; rerunning the same sweep resumes where it stopped.
+* :func:`verify_sample` — recompute a few stored runs and check that they agree (the
+  chapters show this as the "stored, re-verified sample").
+* :func:`load_params` / :func:`configs_from_params` — the YAML parameter file of
+  ``dsgd sweep`` (schema in :data:`PARAMS_SCHEMA`).
+
+Errors: a run whose function raises is stored as a record with ``status="error"`` and
+the traceback; it is not retried within the sweep, but it is *not finished*, so the next
+sweep over the same grid tries it again (``retry_errors=False`` keeps it instead).
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import math
+import os
+import pickle
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from dsgd.config import RunConfig
+from dsgd.store import FINISHED_STATUSES, ResultStore, validate_record
+
+RunFn = Callable[[RunConfig], dict]
+
+# plural spellings accepted as axis names
+AXIS_ALIASES = {"seeds": "seed", "methods": "method", "tasks": "task", "models": "model"}
+# record fields that legitimately differ between two computations of the same run
+VOLATILE_FIELDS = ("timings", "machine")
+
+PARAMS_SCHEMA = """\
+A sweep parameter file (YAML) has these top-level keys:
+
+  name:  optional label, kept in the provenance
+  store: optional folder for the results (the --store option wins; default
+         $DSGD_STORE, else <repo>/_build/store)
+  base:  RunConfig fields shared by every run, e.g. {task: rte, model: minilm, epochs: 2}
+  grid:  axes whose cartesian product gives the runs: a field name (or the plurals
+         seeds/methods/tasks/models) -> list of values, e.g. {seed: [42, 52], method:
+         [fft, dsgd]}. The special axis `variants` is a list of mappings of field
+         overrides (e.g. a method together with its method_kwargs). `grid` may also be a
+         list of such mappings: the union of their products (e.g. per-task epochs).
+  run:   optional execution settings: workers, backend (local|ray), threads_per_worker,
+         gpus_per_run, retry_errors (command-line options win)
+
+Example:
+  base: {task: epistemic_reasoning, model: minilm, epochs: 2, lr: 2.0e-5}
+  grid:
+    seed: [42, 52, 62]
+    variants:
+      - {method: fft}
+      - {method: dsgd, tau: 1.0}
+      - {method: focal, method_kwargs: {alpha: 0.25, gamma: 2.0}}
+  run: {workers: 2, threads_per_worker: 1}
+"""
+
+
+# =========================================================================== grids
+def _as_base_dict(base: dict[str, Any] | RunConfig | None) -> dict[str, Any]:
+    if base is None:
+        return {}
+    if isinstance(base, RunConfig):
+        return base.to_dict()
+    if isinstance(base, dict):
+        return dict(base)
+    raise TypeError(f"base must be a dict or RunConfig, got {type(base).__name__}")
+
+
+def _coerce_number(name: str, value: Any) -> Any:
+    """YAML reads ``2e-5`` (no dot) as a string: turn such strings into numbers for
+    the numeric RunConfig fields."""
+    from dataclasses import fields
+
+    if not isinstance(value, str):
+        return value
+    ann = {f.name: str(f.type) for f in fields(RunConfig)}.get(name, "")
+    for typ in ("float", "int"):
+        if ann.split(" ")[0] == typ:
+            try:
+                return float(value) if typ == "float" else int(value)
+            except ValueError:
+                raise ValueError(f"RunConfig field {name!r} must be a number, got {value!r}") from None
+    return value
+
+
+def expand_grid(base: dict[str, Any] | RunConfig | None = None, **axes: Sequence[Any]) -> list[RunConfig]:
+    """The cartesian product of ``axes`` applied to ``base``, as validated configs.
+
+    Axis names are RunConfig fields (``seeds``/``methods``/``tasks``/``models`` are
+    accepted for ``seed``/``method``/``task``/``model``) mapping to lists of values. The
+    axis ``variants`` is a list of dicts of field overrides applied together. The order
+    is stable: the product in the order the axes are given, the last axis varying
+    fastest. Configs with the same run id (e.g. a repeated seed) are kept once (first).
+    Unknown field names raise ``ValueError`` before anything runs.
+    """
+    from dataclasses import fields
+
+    known = {f.name for f in fields(RunConfig)}
+    base_d = _as_base_dict(base)
+    bad = sorted(set(base_d) - known)
+    if bad:
+        raise ValueError(f"unknown RunConfig field(s) {bad} in the base config; known: {sorted(known)}")
+    names: list[str] = []
+    values: list[list[Any]] = []
+    for name, vals in axes.items():
+        field_name = AXIS_ALIASES.get(name, name)
+        if field_name != "variants" and field_name not in known:
+            raise ValueError(f"unknown grid axis {name!r}: not a RunConfig field; known: {sorted(known)}")
+        if field_name in names:
+            raise ValueError(f"grid axis {field_name!r} given twice (as {name!r})")
+        if isinstance(vals, (str, bytes, dict)) or not isinstance(vals, Iterable):
+            raise ValueError(f"grid axis {name!r} must be a list of values, got {vals!r}")
+        vals = list(vals)
+        if not vals:
+            raise ValueError(f"grid axis {name!r} is empty: the grid would have no runs")
+        if field_name == "variants":
+            for v in vals:
+                if not isinstance(v, dict):
+                    raise ValueError(f"each entry of 'variants' must be a mapping of fields, got {v!r}")
+                unknown = sorted(set(v) - known)
+                if unknown:
+                    raise ValueError(f"unknown RunConfig field(s) {unknown} in variant {v!r}")
+        names.append(field_name)
+        values.append(vals)
+
+    configs: list[RunConfig] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*values):
+        d = dict(base_d)
+        for name, v in zip(names, combo):
+            if name == "variants":
+                d.update(v)
+            else:
+                d[name] = v
+        d = {k: _coerce_number(k, v) for k, v in d.items()}
+        try:
+            cfg = RunConfig.from_dict(d)
+        except TypeError as e:  # e.g. a string where a number is needed
+            raise ValueError(f"invalid config {d}: {e}") from e
+        rid = cfg.run_id()
+        if rid not in seen:
+            seen.add(rid)
+            configs.append(cfg)
+    return configs
+
+
+def configs_from_params(params: dict[str, Any]) -> list[RunConfig]:
+    """Configs described by a parameter mapping (see :data:`PARAMS_SCHEMA`)."""
+    if not isinstance(params, dict):
+        raise ValueError("a sweep parameter file must hold a mapping\n\n" + PARAMS_SCHEMA)
+    unknown = sorted(set(params) - {"name", "store", "base", "grid", "run"})
+    if unknown:
+        raise ValueError(f"unknown top-level key(s) {unknown} in the sweep parameters\n\n" + PARAMS_SCHEMA)
+    base = params.get("base") or {}
+    grid = params.get("grid") or {}
+    grids = grid if isinstance(grid, list) else [grid]
+    configs: list[RunConfig] = []
+    seen: set[str] = set()
+    for g in grids:
+        if not isinstance(g, dict):
+            raise ValueError(f"each grid must be a mapping of axes, got {g!r}\n\n" + PARAMS_SCHEMA)
+        for cfg in expand_grid(base, **g):
+            if cfg.run_id() not in seen:
+                seen.add(cfg.run_id())
+                configs.append(cfg)
+    return configs
+
+
+def load_params(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a sweep parameter file (YAML or JSON) into a mapping."""
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    params = yaml.safe_load(text)
+    if params is None:
+        params = {}
+    configs_from_params(params)  # validate early, with a clear message
+    return params
+
+
+# =========================================================================== execution
+def _fn_ref(fn: RunFn) -> str | RunFn:
+    """``"module:qualname"`` when ``fn`` is importable by name (cheap and robust to
+    pickle across processes), else the function object itself."""
+    mod = getattr(fn, "__module__", None)
+    qual = getattr(fn, "__qualname__", "")
+    if mod and mod != "__main__" and "<" not in qual:
+        return f"{mod}:{qual}"
+    return fn
+
+
+def resolve_fn(ref: str | RunFn) -> RunFn:
+    """A run function from ``"package.module:function"`` (or a callable, unchanged)."""
+    if callable(ref):
+        return ref
+    if not isinstance(ref, str) or ":" not in ref:
+        raise ValueError(f"a run function reference looks like 'package.module:function', got {ref!r}")
+    mod_name, qual = ref.split(":", 1)
+    obj: Any = importlib.import_module(mod_name)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"{ref!r} is not callable")
+    return obj
+
+
+def default_run_fn() -> RunFn:
+    """``dsgd.engine.train_run`` (imported only when needed)."""
+    from dsgd.engine import train_run
+
+    return train_run
+
+
+def _set_threads(n: int | None) -> None:
+    """Limit this process's torch threads (env vars act on a torch not yet imported)."""
+    if not n:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def error_record(cfg: RunConfig, exc: BaseException | str, elapsed: float = math.nan) -> dict[str, Any]:
+    """The record stored for a run whose function raised."""
+    if isinstance(exc, BaseException):
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        msg = f"{type(exc).__name__}: {exc}"
+    else:
+        tb, msg = exc, exc.strip().splitlines()[-1] if exc.strip() else "error"
+    return {
+        "run_id": cfg.run_id(),
+        "config": cfg.to_dict(),
+        "status": "error",
+        "error": msg,
+        "traceback": tb,
+        "metrics": {},
+        "verdict": None,
+        "timings": {"total_s": elapsed},
+    }
+
+
+def execute_run(
+    fn_ref: str | RunFn,
+    cfg_dict: dict[str, Any],
+    threads: int | None = None,
+    sys_path: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run one config in this process and return a JSON-ready record (never raises
+    for a failing run: the exception becomes an ``error`` record)."""
+    if sys_path:
+        for p in reversed(sys_path):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+    _set_threads(threads)
+    cfg = RunConfig.from_dict(cfg_dict)
+    t0 = time.perf_counter()
+    try:
+        fn = resolve_fn(fn_ref)
+        record = fn(cfg)
+        if isinstance(record, dict):
+            record.setdefault("run_id", cfg.run_id())
+            record.setdefault("config", cfg.to_dict())
+        validate_record(record, cfg.run_id())
+        # JSON round trip: what the caller gets equals what the store will hold
+        from dsgd.store import dumps
+
+        return json.loads(dumps(record))
+    except Exception as e:  # noqa: BLE001 - a failing run must not stop the sweep
+        return error_record(cfg, e, time.perf_counter() - t0)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm import tqdm  # the plain bar: no widget state saved into executed notebooks
+
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=None if (enabled and not ci) else True,  # None: quiet when not a TTY
+        mininterval=1.0,
+        unit="run",
+        desc="sweep",
+        file=sys.stderr,
+    )
+
+
+def _check_picklable(ref: str | RunFn) -> None:
+    if isinstance(ref, str):
+        return
+    try:
+        pickle.dumps(ref)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            "run_fn must be a module-level (importable) function when workers > 1 "
+            f"(it is sent to worker processes): {e}"
+        ) from e
+
+
+def _local_serial(todo, fn_ref, threads, on_done):
+    """Runs in this process; torch threads and thread env vars are restored afterwards."""
+    torch = sys.modules.get("torch")
+    old = torch.get_num_threads() if torch is not None else None
+    env = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    try:
+        for cfg in todo:
+            on_done(cfg, execute_run(fn_ref, cfg.to_dict(), threads))
+    finally:
+        for var, val in env.items():
+            if val is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = val
+        if old is not None:
+            torch.set_num_threads(old)
+
+
+def _pool_pass(queue, n, fn_ref, threads, on_done) -> list[RunConfig]:
+    """Run ``queue`` on ``n`` spawned worker processes, at most ``n`` runs in flight.
+
+    When a worker process dies (segfault, OOM kill) the whole pool breaks and every run
+    in flight fails with it, guilty or not: those configs are returned, not recorded."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")
+    path = list(sys.path)
+    queue = list(queue)
+
+    def new_pool():
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx,
+                                   initializer=_set_threads, initargs=(threads,))
+
+    pool = new_pool()
+    in_flight: dict[Any, RunConfig] = {}
+    caught: list[RunConfig] = []
+    try:
+        while queue or in_flight:
+            broken = False
+            while queue and len(in_flight) < n:  # bounded: only `n` runs at risk
+                cfg = queue[0]
+                try:
+                    fut = pool.submit(execute_run, fn_ref, cfg.to_dict(), threads, path)
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                queue.pop(0)
+                in_flight[fut] = cfg
+            if in_flight:
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    cfg = in_flight.pop(fut)
+                    try:
+                        rec = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        caught.append(cfg)
+                        continue
+                    except Exception as e:  # noqa: BLE001 - e.g. run_fn cannot be unpickled there
+                        rec = error_record(cfg, e)
+                    on_done(cfg, rec)
+            if broken:  # the pool cannot be reused; the runs still in flight died too
+                caught.extend(in_flight.values())
+                in_flight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    except BaseException:
+        procs = dict(getattr(pool, "_processes", None) or {})
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.terminate()
+        raise
+    pool.shutdown(wait=True)
+    return caught
+
+
+def _local_pool(todo, fn_ref, workers, threads, on_done):
+    """``workers`` spawned processes. Runs caught in a pool that broke are rerun one at a
+    time afterwards; a run that kills its worker even alone is stored as an error."""
+    _check_picklable(fn_ref)
+    suspects = _pool_pass(todo, workers, fn_ref, threads, on_done)
+    if suspects:
+        for cfg in _pool_pass(suspects, 1, fn_ref, threads, on_done):
+            on_done(cfg, error_record(
+                cfg, "the worker process died while running this config alone "
+                "(crash or out of memory); see the sweep's stderr"))
+
+
+def _ray(todo, fn_ref, workers, threads, gpus, on_done):
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=max(1, workers) * max(1, threads or 1), include_dashboard=False,
+                 log_to_driver=False)
+        started = True
+    remote = ray.remote(num_cpus=max(1, threads or 1), num_gpus=gpus, max_retries=0)(execute_run)
+    path = list(sys.path)
+    refs = {remote.remote(fn_ref, cfg.to_dict(), threads, path): cfg for cfg in todo}
+    try:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                cfg = refs[ref]
+                try:
+                    rec = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - worker crash, OOM kill, ...
+                    rec = error_record(cfg, e)
+                on_done(cfg, rec)
+    except BaseException:
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_sweep(
+    configs: Iterable[RunConfig | dict[str, Any]],
+    store: ResultStore | str | os.PathLike | None = None,
+    run_fn: RunFn | str | None = None,
+    backend: str = "local",
+    workers: int = 1,
+    threads_per_worker: int | None = 1,
+    gpus_per_run: float = 0,
+    progress: bool = True,
+    retry_errors: bool = True,
+    provenance: dict[str, Any] | bool = True,
+) -> list[dict[str, Any]]:
+    """Compute every config not yet finished in ``store``; return all records in order.
+
+    Each finished record is written to the store (atomically) as soon as it arrives, so an
+    interrupted sweep keeps every run that finished. Duplicate configs (same run id) run once.
+
+    run_fn: ``RunConfig -> record``; default ``dsgd.engine.train_run``. May also be a
+      ``"module:function"`` string. With ``workers > 1`` or Ray it must be importable
+      (a module-level function).
+    backend: ``"local"`` — ``workers == 1`` runs in this process, ``workers > 1`` in a
+      pool of fresh ('spawn') processes; ``"ray"`` — one Ray task per run
+      (``num_cpus=threads_per_worker``, ``num_gpus=gpus_per_run``); a local Ray instance
+      with ``workers * threads_per_worker`` CPUs is started (and stopped) if none is running.
+    threads_per_worker: torch threads in each worker (``None`` leaves them alone).
+    retry_errors: recompute runs stored with status ``"error"`` (default True).
+    provenance: append a session to the store's ``provenance.json`` (True), with extra
+      fields (a dict, e.g. ``{"command": ..., "params_file": ...}``), or not (False).
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not isinstance(store, ResultStore):
+        store = ResultStore(store)
+    unique: list[RunConfig] = []
+    seen: set[str] = set()
+    for c in configs:
+        cfg = c if isinstance(c, RunConfig) else RunConfig.from_dict(c)
+        if cfg.run_id() not in seen:
+            seen.add(cfg.run_id())
+            unique.append(cfg)
+
+    statuses = {cfg.run_id(): store.status(cfg.run_id()) for cfg in unique}
+    corrupt = [str(store.file(r)) for r, s in statuses.items() if s == "corrupt"]
+    if corrupt:
+        raise ValueError(
+            f"{len(corrupt)} corrupt record file(s) in {store.path}: {corrupt[:5]}... "
+            "Delete them (store.remove_corrupt()) to recompute those runs."
+        )
+    done_ok = set(FINISHED_STATUSES) | (set() if retry_errors else {"error"})
+    todo = [cfg for cfg in unique if statuses[cfg.run_id()] not in done_ok]
+    n_skip = len(unique) - len(todo)
+
+    computed: list[dict[str, Any]] = []
+    if todo:
+        fn_ref: str | RunFn = _fn_ref(resolve_fn(run_fn) if run_fn is not None else default_run_fn())
+        prov = store.provenance if provenance is not False else None
+        session = None
+        if prov is not None:
+            extra = provenance if isinstance(provenance, dict) else {}
+            extra = dict(extra)
+            extra.setdefault("command", list(sys.argv))
+            session = prov.start_session(
+                backend=backend, workers=workers, threads_per_worker=threads_per_worker,
+                gpus_per_run=gpus_per_run, run_fn=fn_ref if isinstance(fn_ref, str) else repr(fn_ref),
+                n_configs=len(unique), **extra,
+            )
+        bar = _progress(len(unique), n_skip, progress)
+        n_err = 0
+
+        def on_done(cfg: RunConfig, rec: dict[str, Any]) -> None:
+            nonlocal n_err
+            store.put(rec)
+            computed.append(rec)
+            if rec["status"] == "error":
+                n_err += 1
+            bar.set_postfix_str(f"errors={n_err}", refresh=False)
+            bar.update(1)
+
+        interrupted = True
+        try:
+            if backend == "ray":
+                _ray(todo, fn_ref, workers, threads_per_worker, gpus_per_run, on_done)
+            elif workers == 1:
+                _local_serial(todo, fn_ref, threads_per_worker, on_done)
+            else:
+                _local_pool(todo, fn_ref, workers, threads_per_worker, on_done)
+            interrupted = False
+        finally:
+            bar.close()
+            if session is not None:
+                prov.end_session(session, computed, n_skip, interrupted=interrupted)
+        if n_err and progress:
+            first = next(r for r in computed if r["status"] == "error")
+            print(f"sweep: {n_err} run(s) raised; they are stored with status 'error' and "
+                  f"retried by the next sweep. First: {first['run_id']}: {first['error']}",
+                  file=sys.stderr)
+    return [store.get(cfg.run_id()) for cfg in unique]
+
+
+def strip_volatile(record: dict[str, Any], fields: Sequence[str] = VOLATILE_FIELDS) -> dict[str, Any]:
+    """A copy of ``record`` without the fields that differ between equal computations."""
+    return {k: v for k, v in record.items() if k not in fields}
+
+
+# =========================================================================== verification
+def _number(x: Any) -> float:
+    """A metric as a float; ``None`` (how the engine stores NaN) and non-numbers -> NaN."""
+    try:
+        return math.nan if x is None or isinstance(x, bool) else float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def verify_sample(
+    store_or_folder: ResultStore | str | os.PathLike,
+    k: int = 2,
+    seed: int = 0,
+    run_fn: RunFn | str | None = None,
+    tolerance: float = 0.005,
+    metric: str = "accuracy",
+):
+    """Recompute ``k`` randomly chosen finished runs and compare them with the store.
+
+    A run passes when the verdict is the same and ``|stored - recomputed| <= tolerance``
+    for ``metric`` (0.005 = half a percentage point of accuracy). The choice is
+    ``random.Random(seed).sample`` over the sorted run ids, so it is reproducible.
+    Recomputed records are not written. Returns a DataFrame with columns ``run_id,
+    stored, recomputed, diff, stored_verdict, recomputed_verdict, ok``.
+    """
+    import pandas as pd
+
+    store = store_or_folder if isinstance(store_or_folder, ResultStore) else ResultStore(store_or_folder)
+    recs = store.records()
+    if not recs:
+        raise ValueError(f"no finished runs in {store.path} to verify")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    chosen = random.Random(seed).sample(sorted(recs, key=lambda r: r["run_id"]), min(k, len(recs)))
+    fn = resolve_fn(run_fn) if run_fn is not None else default_run_fn()
+    rows = []
+    for rec in chosen:
+        cfg = RunConfig.from_dict(rec["config"])
+        new = execute_run(_fn_ref(fn), cfg.to_dict())
+        a = _number((rec.get("metrics") or {}).get(metric))
+        b = _number((new.get("metrics") or {}).get(metric))
+        diff = abs(b - a)
+        same_nan = math.isnan(a) and math.isnan(b)  # e.g. diverged both times
+        ok = (
+            new["status"] == rec["status"]
+            and new.get("verdict") == rec.get("verdict")
+            and (diff <= tolerance or same_nan)
+        )
+        rows.append({
+            "run_id": rec["run_id"], "stored": a, "recomputed": b, "diff": diff,
+            "stored_verdict": rec.get("verdict"), "recomputed_verdict": new.get("verdict"),
+            "ok": bool(ok),
+        })
+    return pd.DataFrame(rows, columns=["run_id", "stored", "recomputed", "diff",
+                                       "stored_verdict", "recomputed_verdict", "ok"])
