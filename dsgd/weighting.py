@@ -39,24 +39,32 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
-def correct_mask(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def correct_mask(logits: torch.Tensor, labels: torch.Tensor, check: bool = True) -> torch.Tensor:
     """Boolean mask of correctly classified examples (ties resolved as argmax does)."""
-    _check(logits, labels)
+    if check:
+        _check(logits, labels)
     return logits.detach().argmax(dim=-1) == labels
 
 
-def example_weights(logits: torch.Tensor, labels: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-example DSGD weights: 1 for misclassified, ``gamma`` for correctly classified.
-
-    Returned without gradient, in the logits' dtype and device.
-    """
+def _check_gamma(gamma: float) -> float:
     gamma = float(gamma)
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
-    correct = correct_mask(logits, labels)
-    w = torch.ones(labels.shape[0], dtype=logits.dtype, device=logits.device)
-    w[correct] = gamma
-    return w
+    return gamma
+
+
+def example_weights(logits: torch.Tensor, labels: torch.Tensor, gamma: float,
+                    check: bool = True) -> torch.Tensor:
+    """Per-example DSGD weights: 1 for misclassified, ``gamma`` for correctly classified.
+
+    Returned without gradient, in the logits' dtype and device. ``check=False`` skips the
+    label-range check (it reads the labels on the host, a sync on a GPU); a training loop
+    that validated its labels once can turn it off.
+    """
+    gamma = _check_gamma(gamma)
+    correct = correct_mask(logits, labels, check=check)
+    one = torch.ones((), dtype=logits.dtype, device=logits.device)
+    return torch.where(correct, one * gamma, one)
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -101,6 +109,7 @@ def dsgd_loss(
     loss: Union[str, PerExampleLoss] = "ce",
     normalizer: float | int | torch.Tensor | None = None,
     weights_from: torch.Tensor | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
     """Scalar whose gradient is ``(G_W + gamma * G_C) / m``.
 
@@ -110,10 +119,16 @@ def dsgd_loss(
       ``num_items_in_batch``) so the accumulated gradient matches one big batch.
     weights_from: logits that decide correct/wrong (e.g. an extra no-dropout pass);
       defaults to ``logits`` (the training pass).
+    check: validate shapes and label range (one host read of the labels); pass False in a
+      GPU loop whose labels were checked once.
     """
-    _check(logits, labels)
+    if check:
+        _check(logits, labels)
+        if weights_from is not None and weights_from.shape != logits.shape:
+            raise ValueError(f"weights_from must have the logits' shape {tuple(logits.shape)}, "
+                             f"got {tuple(weights_from.shape)}")
     decide = logits if weights_from is None else weights_from
-    w = example_weights(decide, labels, gamma)
+    w = example_weights(decide, labels, gamma, check=False)
     per_example = get_loss(loss)(logits, labels)
     m = labels.shape[0] if normalizer is None else normalizer
     return (w.to(per_example.dtype) * per_example).sum() / m
