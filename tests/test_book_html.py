@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 pytestmark = pytest.mark.book
 
@@ -33,21 +32,9 @@ def _skip_or_fail(msg: str):
 
 
 def _pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
+    from tests.test_hygiene import _toc_files
 
-    def walk(n):
-        if isinstance(n, dict):
-            if "file" in n:
-                pages.append(n["file"])
-            for v in n.values():
-                walk(v)
-        elif isinstance(n, list):
-            for v in n:
-                walk(v)
-
-    walk(toc.get("parts", []))
-    return [p.removesuffix(".ipynb").removesuffix(".md") for p in pages]
+    return [p.removesuffix(".ipynb").removesuffix(".md") for p in _toc_files()]
 
 
 def _chromium() -> str | None:
