@@ -13,9 +13,14 @@ like plain fine-tuning.
 "Correct" means ``argmax(logits) == label`` where argmax breaks ties towards the lowest
 class index, exactly as :func:`torch.argmax` does. So an all-equal logit row counts as a
 prediction of class 0.
+
+Beyond the paper, :func:`soft_example_weights` replaces the hard correct/wrong split by a
+weight that depends on each example's own loss (``weighting="soft"`` in :func:`dsgd_loss`
+and in the ``dsgd`` method's settings); the default stays the paper's hard split.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Union
 
 import torch
@@ -67,6 +72,39 @@ def example_weights(logits: torch.Tensor, labels: torch.Tensor, gamma: float,
     return torch.where(correct, one * gamma, one)
 
 
+WEIGHTINGS = ("hard", "soft")
+
+
+def soft_example_weights(logits: torch.Tensor, labels: torch.Tensor, gamma: float,
+                         check: bool = True) -> torch.Tensor:
+    """Loss-driven DSGD weights: ``v_i = min(1, gamma + (1 - gamma) * loss_i / ln 2)``.
+
+    ``loss_i`` is the example's cross-entropy, ``-ln p_i`` with ``p_i`` the softmax
+    probability of its label. An example whose label gets probability 1/2 or less (every
+    misclassified one, and in a two-class task exactly the misclassified ones) keeps weight
+    1, as in DSGD; a correct example's weight falls continuously towards ``gamma`` as it
+    becomes confident (``p_i -> 1``). So the weight has no jump at the decision boundary: an
+    example that barely crosses it is not suddenly down-weighted to gamma. ``gamma = 1``
+    gives plain fine-tuning. Returned without gradient, in float32.
+    """
+    gamma = _check_gamma(gamma)
+    if check:
+        _check(logits, labels)
+    with torch.no_grad():
+        ce = F.cross_entropy(logits.detach().float(), labels, reduction="none")
+        return torch.clamp(gamma + (1.0 - gamma) * ce / math.log(2.0), max=1.0)
+
+
+def weights_for(weighting: str, logits: torch.Tensor, labels: torch.Tensor, gamma: float,
+                check: bool = True) -> torch.Tensor:
+    """Per-example weights of the named scheme: "hard" (the paper's split) or "soft"."""
+    if weighting == "hard":
+        return example_weights(logits, labels, gamma, check=check)
+    if weighting == "soft":
+        return soft_example_weights(logits, labels, gamma, check=check)
+    raise ValueError(f"unknown weighting {weighting!r}; choose one of {list(WEIGHTINGS)}")
+
+
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-example cross-entropy (computed in float32 for half-precision logits)."""
     return F.cross_entropy(logits.float(), labels, reduction="none")
@@ -110,6 +148,7 @@ def dsgd_loss(
     normalizer: float | int | torch.Tensor | None = None,
     weights_from: torch.Tensor | None = None,
     check: bool = True,
+    weighting: str = "hard",
 ) -> torch.Tensor:
     """Scalar whose gradient is ``(G_W + gamma * G_C) / m``.
 
@@ -121,6 +160,8 @@ def dsgd_loss(
       defaults to ``logits`` (the training pass).
     check: validate shapes and label range (one host read of the labels); pass False in a
       GPU loop whose labels were checked once.
+    weighting: "hard" (the paper: 1 for wrong, gamma for correct) or "soft"
+      (:func:`soft_example_weights`, driven by each example's loss).
     """
     if check:
         _check(logits, labels)
@@ -128,7 +169,7 @@ def dsgd_loss(
             raise ValueError(f"weights_from must have the logits' shape {tuple(logits.shape)}, "
                              f"got {tuple(weights_from.shape)}")
     decide = logits if weights_from is None else weights_from
-    w = example_weights(decide, labels, gamma, check=False)
+    w = weights_for(weighting, decide, labels, gamma, check=False)
     per_example = get_loss(loss)(logits, labels)
     m = labels.shape[0] if normalizer is None else normalizer
     return (w.to(per_example.dtype) * per_example).sum() / m

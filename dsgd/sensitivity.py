@@ -1,0 +1,687 @@
+"""The sensitivity chapter (the paper's Figure 4): which DSGD settings matter, measured.
+
+What the chapter needs beyond :func:`dsgd.train_run` and :func:`dsgd.run_sweep`:
+
+* **arms** — :func:`chapter_arms` turns the chapter's parameters into named settings
+  ("arms": FFT, DSGD, static gamma, other schedules, other tau, PEFT methods with the
+  paper's Figure-5 settings, and the variants beyond the paper); :func:`arm_label` reads
+  the arm back from any run's config, so stored runs are grouped without bookkeeping;
+  :func:`grid_configs` crosses arms with seeds;
+* **outcomes** — :func:`outcome_frame` (one row per run), :func:`arm_summary` (failures,
+  mean, sample std and a bootstrap interval of the mean per arm), :func:`epoch_summary`
+  (accuracy after each epoch, mean and std over seeds);
+* **comparisons on the same seeds** — :func:`paired_difference` (mean difference with a
+  paired bootstrap interval) and :func:`claim_check` (does the preferred group beat the
+  rest, and is the difference resolved at this number of seeds?);
+* **the effective-batch argument** — :func:`weight_share` (closed form),
+  :func:`weight_frame` / :func:`weight_summary` (measured from the runs' per-step history);
+* **one failed seed in detail** — :func:`failed_pair` (the lowest-numbered seed whose FFT run
+  failed, with its DSGD twin) and :func:`grad_norm_summary`;
+* **the stored set** — :func:`stored_status` (X of Y runs, per arm) and
+  :func:`recompute_and_compare` (recompute chosen stored runs, compare as
+  :func:`dsgd.sweep.verify_sample` does);
+* **the explorer** — :func:`plot_choice` draws one schedule/tau choice: gamma_t, the weight
+  share of the correct group, and the per-seed accuracy curves of the stored runs.
+
+Failure: any run whose verdict is not "success" (collapsed, failed, degenerate, diverged).
+Std: sample standard deviation over seeds (ddof = 1). Intervals: percentile bootstrap over
+seeds, seeded, so a page shows the same interval on every build.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dsgd.config import RunConfig
+
+SUCCESS = "success"
+VERIFY_TOLERANCE = 0.005  # as dsgd.sweep.verify_sample: half a point of accuracy
+FFT, DSGD = "FFT", "DSGD"
+
+# The paper's PEFT settings (its "Figure 5" table, reported by the paper): learning rate,
+# ranks and target modules. target_modules=None means query and value (see
+# dsgd.methods.peft_methods); IA3 uses peft's defaults for the architecture.
+PEFT_SETTINGS: dict[str, dict[str, Any]] = {
+    "lora-r8": {"method": "lora", "lr": 3e-4, "method_kwargs": {"r": 8, "lora_alpha": 16}},
+    "lora-r16": {"method": "lora", "lr": 3e-4, "method_kwargs": {"r": 16, "lora_alpha": 16}},
+    "adalora": {"method": "adalora", "lr": 5e-3, "method_kwargs": {"init_r": 64, "target_r": 16}},
+    "ia3": {"method": "ia3", "lr": 5e-3, "method_kwargs": {}},
+}
+PEFT_LABELS = {"lora": "LoRA", "adalora": "AdaLoRA", "ia3": "IA3"}
+PARTS = ("a", "b", "c", "f")
+
+
+# =========================================================================== arms
+def _g(x: float) -> str:
+    return f"{float(x):g}"
+
+
+def arm_label(config: dict[str, Any] | RunConfig) -> str:
+    """A short name for the setting a run was trained with (the inverse of
+    :func:`chapter_arms`).
+
+    "FFT"; "DSGD" (ascending gamma_t = t/T, tau = 1, the paper's default); "static 0.3";
+    "descending" / "cosine" (tau = 1); "τ = 0.3" (ascending with that tau); "LoRA r=8",
+    "AdaLoRA", "IA3"; variants: "floor 0.5", "delay 0.25", "soft weights" (combinations
+    are joined with ", "). Other methods keep their registry name.
+    """
+    cfg = config.to_dict() if isinstance(config, RunConfig) else config
+    method = str(cfg.get("method", "fft"))
+    mk = cfg.get("method_kwargs") or {}
+    if method == "fft":
+        return FFT
+    if method == "lora":
+        return f"LoRA r={int(mk.get('r', 8))}"
+    if method in PEFT_LABELS:
+        return PEFT_LABELS[method]
+    if method != "dsgd":
+        return method
+    tau = float(cfg.get("tau", 1.0))
+    sched = str(cfg.get("schedule", "linear"))
+    sk = dict(cfg.get("schedule_kwargs") or {})
+    if sched == "constant":
+        base = f"static {_g(sk.pop('value', tau))}"
+    elif sched in ("linear", "ascending"):
+        base = DSGD if tau == 1.0 else f"τ = {_g(tau)}"
+    else:
+        base = sched if tau == 1.0 else f"{sched}, τ = {_g(tau)}"
+    extra = [f"{k} {_g(v)}" for k, v in sorted(sk.items())]
+    if mk.get("weights", "hard") != "hard":
+        extra.append(f"{mk['weights']} weights")
+    if cfg.get("correct_from", "train") == "eval":
+        extra.append("eval pass")
+    if not extra:
+        return base
+    return ", ".join(extra) if base == DSGD else f"{base}, " + ", ".join(extra)
+
+
+def parse_variant(spec: str) -> dict[str, Any]:
+    """Config overrides of one variant beyond the paper, on top of DSGD's default.
+
+    ``"floor:G"`` — ascending schedule lifted to start at gamma = G;
+    ``"delay:D"`` — plain fine-tuning for the first fraction D of training, then the ascending
+    schedule from 0 over the rest; ``"soft"`` — loss-driven weights
+    (:func:`dsgd.weighting.soft_example_weights`) with the ascending schedule. Several
+    variants can be combined with ``+`` (e.g. ``"floor:0.5+soft"``).
+    """
+    out: dict[str, Any] = {"method": "dsgd", "schedule": "linear", "tau": 1.0,
+                           "schedule_kwargs": {}, "method_kwargs": {}}
+    for part in str(spec).split("+"):
+        name, _, value = part.strip().partition(":")
+        if name in ("floor", "delay"):
+            try:
+                out["schedule_kwargs"][name] = float(value)
+            except ValueError:
+                raise ValueError(f"variant {spec!r}: {name} needs a number, e.g. '{name}:0.5'") from None
+        elif name == "soft" and not value:
+            out["method_kwargs"]["weights"] = "soft"
+        else:
+            raise ValueError(f"unknown variant {part!r} in {spec!r}; use 'floor:G', 'delay:D' or "
+                             "'soft' (combine with '+')")
+    from dsgd.schedules import schedule
+
+    schedule("linear", 1.0, **out["schedule_kwargs"])  # range checks, before any run
+    return out
+
+
+def chapter_arms(static_gammas: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+                 schedules: Sequence[str] = ("linear", "descending", "cosine"),
+                 taus: Sequence[float] = (0.0, 0.1, 0.3, 0.5, 1.0),
+                 peft: Sequence[str] = ("lora-r8", "lora-r16", "adalora", "ia3"),
+                 variants: Sequence[str] = ("floor:0.5", "delay:0.25", "soft"),
+                 peft_lr: dict[str, float] | None = None,
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """The chapter's arms and which part shows which.
+
+    Returns ``(arms, parts)``: ``arms`` maps a label (:func:`arm_label`) to the config
+    overrides of that arm; ``parts`` maps "a" (static gamma and schedules), "b" (tau),
+    "c" (PEFT) and "f" (variants) to lists of labels, FFT and DSGD included in each.
+    A static gamma of 1 is plain fine-tuning (the same update as FFT, checked by the tests)
+    and is shown as FFT. ``peft_lr`` overrides the paper's PEFT learning rates by method
+    name (e.g. ``{"lora": 1e-3}``).
+    """
+    from dsgd.schedules import SCHEDULES
+
+    dsgd_default = {"method": "dsgd", "schedule": "linear", "tau": 1.0, "schedule_kwargs": {},
+                    "method_kwargs": {}}
+    arms: dict[str, dict[str, Any]] = {FFT: {"method": "fft"}, DSGD: dict(dsgd_default)}
+    parts: dict[str, list[str]] = {p: [FFT, DSGD] for p in PARTS}
+
+    def add(part: str, overrides: dict[str, Any]) -> None:
+        label = arm_label({**dsgd_default, **overrides})
+        arms.setdefault(label, overrides)
+        if label not in parts[part]:
+            parts[part].append(label)
+
+    for g in static_gammas:
+        g = float(g)
+        if not 0.0 <= g <= 1.0:
+            raise ValueError(f"static gamma must lie in [0, 1], got {g}")
+        if g == 1.0:
+            continue  # = FFT
+        add("a", {**dsgd_default, "schedule": "constant", "tau": g})
+    for s in schedules:
+        if s not in SCHEDULES or s == "constant":
+            raise ValueError(f"unknown schedule {s!r}; choose from linear, descending, cosine")
+        add("a", {**dsgd_default, "schedule": "linear" if s == "ascending" else s})
+    for t in taus:
+        t = float(t)
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"tau must lie in [0, 1], got {t}")
+        add("b", {**dsgd_default, "tau": t})
+    lrs = dict(peft_lr or {})
+    for name in peft:
+        if name not in PEFT_SETTINGS:
+            raise ValueError(f"unknown PEFT setting {name!r}; choose from {sorted(PEFT_SETTINGS)}")
+        s = PEFT_SETTINGS[name]
+        ov = {"method": s["method"], "method_kwargs": dict(s["method_kwargs"]),
+              "lr": float(lrs.get(s["method"], s["lr"]))}
+        label = arm_label(ov)
+        arms.setdefault(label, ov)
+        parts["c"].append(label)
+    for v in variants:
+        add("f", parse_variant(v))
+    return arms, parts
+
+
+def setting_config(setting: dict[str, Any]) -> RunConfig:
+    """A run setting given as RunConfig fields (the chapter's ``*_setting`` parameters).
+
+    ``train_size`` / ``eval_size`` of 0 mean "the whole split". The method fields are set
+    per arm. Unknown fields raise ``ValueError`` naming them.
+    """
+    d = dict(setting)
+    for k in ("train_size", "eval_size"):
+        if k in d and not d[k]:
+            d[k] = None
+    for k in ("method", "seed", "schedule", "tau", "schedule_kwargs", "method_kwargs"):
+        if k in d:
+            raise ValueError(f"a setting must not fix {k!r}: the arms and seeds set it")
+    return RunConfig.from_dict({"method": "fft", **d})
+
+
+def grid_configs(base: RunConfig, arms: dict[str, dict[str, Any]], seeds: Sequence[int],
+                 labels: Sequence[str] | None = None, first: Sequence[str] = (FFT, DSGD)
+                 ) -> list[RunConfig]:
+    """``base`` under each arm (all, or ``labels``) and each seed, in the order a sweep
+    should compute them: the arms in ``first`` for every seed, then the other arms seed
+    by seed (all arms of one seed before the next). An interrupted sweep thus holds the
+    main comparison on every seed and every other arm on a few seeds."""
+    labels = list(arms) if labels is None else list(labels)
+    missing = [lab for lab in labels if lab not in arms]
+    if missing:
+        raise ValueError(f"unknown arm(s) {missing}; known: {list(arms)}")
+    head = [lab for lab in labels if lab in first]
+    rest = [lab for lab in labels if lab not in first]
+    pairs = [(lab, s) for group in (head, rest) for s in seeds for lab in group]
+    return [base.replace(seed=int(s), **arms[lab]) for lab, s in pairs]
+
+
+# =========================================================================== outcomes
+def outcome_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished run: ``arm, seed, accuracy, verdict, failed, majority_rate,
+    epochs`` (list of per-epoch accuracies), ``run_id``. Error records are skipped."""
+    rows = []
+    for r in records:
+        if r.get("status") not in ("ok", "diverged"):
+            continue
+        cfg = r["config"]
+        acc = (r.get("metrics") or {}).get("accuracy")
+        rows.append({
+            "arm": arm_label(cfg), "seed": int(cfg["seed"]),
+            "accuracy": math.nan if acc is None else float(acc),
+            "verdict": r.get("verdict"), "failed": r.get("verdict") != SUCCESS,
+            "majority_rate": r.get("majority_rate", math.nan),
+            "epochs": [e.get("accuracy") for e in r.get("per_epoch") or []],
+            "run_id": r["run_id"],
+        })
+    cols = ["arm", "seed", "accuracy", "verdict", "failed", "majority_rate", "epochs", "run_id"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["arm", "seed"], kind="stable").reset_index(drop=True)
+
+
+def bootstrap_mean_ci(values: Sequence[float], n_boot: int = 5000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (``dsgd.report.bootstrap_ci``)."""
+    from dsgd.report import bootstrap_ci
+
+    return bootstrap_ci(values, n_boot=n_boot, level=level, seed=seed)
+
+
+def arm_summary(df: pd.DataFrame, order: Sequence[str] | None = None, n_boot: int = 5000,
+                seed: int = 0) -> pd.DataFrame:
+    """Per arm: ``runs``, ``failures`` (verdict not success), ``collapsed``, accuracy
+    ``mean``, sample ``std``, bootstrap interval ``lo``/``hi`` of the mean, ``min``.
+    Rows follow ``order`` (arms without runs are left out)."""
+    arms = list(dict.fromkeys(df["arm"])) if len(df) else []
+    if order is not None:
+        arms = [a for a in order if a in arms]
+    rows = []
+    for a in arms:
+        sub = df[df["arm"] == a]
+        acc = sub["accuracy"].dropna().to_numpy(dtype=float)
+        lo, hi = bootstrap_mean_ci(acc, n_boot=n_boot, seed=seed)
+        rows.append({"arm": a, "runs": len(sub), "failures": int(sub["failed"].sum()),
+                     "collapsed": int((sub["verdict"] == "collapsed").sum()),
+                     "mean": float(acc.mean()) if acc.size else math.nan,
+                     "std": float(acc.std(ddof=1)) if acc.size >= 2 else math.nan,
+                     "lo": lo, "hi": hi, "min": float(acc.min()) if acc.size else math.nan})
+    cols = ["arm", "runs", "failures", "collapsed", "mean", "std", "lo", "hi", "min"]
+    return pd.DataFrame(rows, columns=cols).set_index("arm")
+
+
+def format_summary(summary: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
+    """Strings for the page: ``failures`` as "k of n", accuracy "mean ± std" and the
+    interval "[lo, hi]" in percent."""
+    out = pd.DataFrame(index=summary.index)
+    out["failures"] = [f"{int(f)} of {int(n)}" for f, n in zip(summary["failures"], summary["runs"])]
+    out["accuracy (%)"] = [f"{m * scale:.1f} ± {s * scale:.1f}" if not math.isnan(s) else f"{m * scale:.1f}"
+                           for m, s in zip(summary["mean"], summary["std"])]
+    out["95% interval of the mean"] = [f"[{lo * scale:.1f}, {hi * scale:.1f}]"
+                                       for lo, hi in zip(summary["lo"], summary["hi"])]
+    return out
+
+
+def epoch_summary(df: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Accuracy after each epoch: columns ``arm, epoch`` (1-based), ``mean``, ``std``
+    (sample), ``n`` over the arm's seeds."""
+    rows = []
+    for _, r in df.iterrows():
+        for i, acc in enumerate(r["epochs"] or []):
+            if acc is not None:
+                rows.append({"arm": r["arm"], "seed": r["seed"], "epoch": i + 1, "accuracy": float(acc)})
+    long = pd.DataFrame(rows, columns=["arm", "seed", "epoch", "accuracy"])
+    if not len(long):
+        return pd.DataFrame(columns=["arm", "epoch", "mean", "std", "n"])
+    g = long.groupby(["arm", "epoch"])["accuracy"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.size()}).reset_index()
+    if order is not None:
+        out["_o"] = out["arm"].map({a: i for i, a in enumerate(order)})
+        out = out.dropna(subset=["_o"]).sort_values(["_o", "epoch"]).drop(columns="_o")
+    return out.reset_index(drop=True)
+
+
+# =========================================================================== comparisons
+def paired_difference(df: pd.DataFrame, a: str, b: str, value: str = "accuracy",
+                      n_boot: int = 5000, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """``b - a`` over the seeds both arms ran: mean difference and a paired percentile
+    bootstrap interval (seeds resampled with replacement, the pairs kept together).
+
+    ``value`` is a column of :func:`outcome_frame`: "accuracy", or "failed" (then the
+    difference is in failure rate). Returns ``n, diff, lo, hi, resolved`` (the interval
+    excludes 0).
+    """
+    left = df[df["arm"] == a].set_index("seed")[value]
+    right = df[df["arm"] == b].set_index("seed")[value]
+    seeds = sorted(set(left.index) & set(right.index))
+    d = np.array([float(right[s]) - float(left[s]) for s in seeds], dtype=float)
+    d = d[~np.isnan(d)]
+    if d.size == 0:
+        return {"n": 0, "diff": math.nan, "lo": math.nan, "hi": math.nan, "resolved": False}
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"n": int(d.size), "diff": float(d.mean()), "lo": float(lo), "hi": float(hi),
+            "resolved": bool(lo > 0 or hi < 0)}  # read it only with enough seeds (claim_check)
+
+
+def comparison_table(df: pd.DataFrame, arms: Sequence[str], against: Sequence[str] = (FFT, DSGD),
+                     n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """For each arm, the paired difference (arm minus reference) in accuracy and in failure
+    rate against each reference arm: columns ``arm, against, n, acc_diff, acc_lo, acc_hi,
+    fail_diff, fail_lo, fail_hi``."""
+    rows = []
+    for a in arms:
+        for ref in against:
+            if a == ref:
+                continue
+            acc = paired_difference(df, ref, a, "accuracy", n_boot=n_boot, seed=seed)
+            fail = paired_difference(df, ref, a, "failed", n_boot=n_boot, seed=seed)
+            if acc["n"] == 0:
+                continue
+            rows.append({"arm": a, "against": ref, "n": acc["n"], "acc_diff": acc["diff"],
+                         "acc_lo": acc["lo"], "acc_hi": acc["hi"], "fail_diff": fail["diff"],
+                         "fail_lo": fail["lo"], "fail_hi": fail["hi"]})
+    return pd.DataFrame(rows, columns=["arm", "against", "n", "acc_diff", "acc_lo", "acc_hi",
+                                       "fail_diff", "fail_lo", "fail_hi"])
+
+
+VERDICTS = ("supported", "contradicted", "not resolved (points towards it)",
+            "not resolved (points against it)", "too few seeds", "no data")
+
+
+def claim_check(df: pd.DataFrame, preferred: Sequence[str], others: Sequence[str],
+                n_boot: int = 5000, seed: int = 0, min_seeds: int = 5) -> dict[str, Any]:
+    """Does the best of ``preferred`` beat the best of ``others`` on the same seeds?
+
+    "Best" = highest mean accuracy. Returns ``best_preferred``, ``best_other``, the paired
+    difference (``diff``, ``lo``, ``hi``, ``n``), failures of both and a ``verdict`` (one of
+    :data:`VERDICTS`): "supported" (the 95% paired interval lies above 0), "contradicted"
+    (below 0), "not resolved (points towards it / against it)" (the interval contains 0;
+    the sign of the mean difference), "too few seeds" (fewer than ``min_seeds`` paired
+    seeds: a bootstrap over two or three values is far too narrow to mean anything), or
+    "no data".
+    """
+    means = df.groupby("arm")["accuracy"].mean()
+    p = [a for a in preferred if a in means.index]
+    o = [a for a in others if a in means.index]
+    if not p or not o:
+        return {"verdict": "no data", "best_preferred": None, "best_other": None, "n": 0,
+                "diff": math.nan, "lo": math.nan, "hi": math.nan}
+    bp = max(p, key=lambda a: means[a])
+    bo = max(o, key=lambda a: means[a])
+    d = paired_difference(df, bo, bp, "accuracy", n_boot=n_boot, seed=seed)
+    if d["n"] == 0:
+        verdict = "no data"
+    elif d["n"] < min_seeds:
+        verdict = "too few seeds"
+    elif d["lo"] > 0:
+        verdict = "supported"
+    elif d["hi"] < 0:
+        verdict = "contradicted"
+    else:
+        verdict = f"not resolved (points {'towards' if d['diff'] > 0 else 'against'} it)"
+    fails = df.groupby("arm")["failed"].sum()
+    return {"verdict": verdict, "best_preferred": bp, "best_other": bo, **d,
+            "failures_preferred": int(fails.get(bp, 0)), "failures_other": int(fails.get(bo, 0))}
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points."""
+    x = pd.Series(x, dtype=float)
+    y = pd.Series(y, dtype=float)
+    ok = ~(x.isna() | y.isna())
+    if ok.sum() < 3:
+        return math.nan
+    rx, ry = x[ok].rank(), y[ok].rank()
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+# =========================================================================== effective batch
+def weight_share(gamma: float | np.ndarray, acc: float | np.ndarray) -> np.ndarray:
+    """Share of a batch's gradient weight carried by its correctly classified examples
+    under hard DSGD weights: ``gamma a / (1 - a + gamma a)`` for batch accuracy ``a``
+    (0 when the batch has no weight at all)."""
+    g = np.asarray(gamma, dtype=float)
+    a = np.asarray(acc, dtype=float)
+    den = 1.0 - a + g * a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, g * a / np.where(den > 0, den, 1.0), 0.0)
+
+
+def effective_fraction(gamma: float | np.ndarray, acc: float | np.ndarray) -> np.ndarray:
+    """Total weight of a batch divided by its size: ``1 - a + gamma a``. It is 1 for plain
+    fine-tuning and ``1 - a`` (only the wrong examples count) for gamma = 0."""
+    g = np.asarray(gamma, dtype=float)
+    a = np.asarray(acc, dtype=float)
+    return 1.0 - a + g * a
+
+
+def _step_shares(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per step: t/T, gamma, correct-group weight share and effective fraction."""
+    h = record.get("history") or {}
+    steps = np.asarray(h.get("step") or [], dtype=float)
+    if steps.size == 0:
+        z = np.zeros(0)
+        return z, z, z, z
+    T = float((record.get("timings") or {}).get("total_steps") or (steps.max() + 1))
+    gamma = np.asarray(h["gamma"], dtype=float)
+    acc = np.asarray(h["correct_share"], dtype=float)
+    if "weight_total" in h and "weight_correct" in h:  # soft weights: measured sums
+        wt = np.asarray(h["weight_total"], dtype=float)
+        wc = np.asarray(h["weight_correct"], dtype=float)
+        cfg = record["config"]
+        m = float(cfg.get("batch_size", 1) * cfg.get("grad_accum", 1))
+        share = np.where(wt > 0, wc / np.where(wt > 0, wt, 1.0), 0.0)
+        frac = np.minimum(wt / m, 1.0)
+    else:
+        share = np.asarray(h["correct_weight_share"], dtype=float)
+        frac = effective_fraction(gamma, acc)
+    return steps / T, gamma, share, frac
+
+
+def weight_frame(records: Iterable[dict[str, Any]], bins: int = 10) -> pd.DataFrame:
+    """Per arm and training-time bin (``bin`` 0..bins-1 over t/T): mean over steps and
+    seeds of ``gamma``, ``batch_acc`` (share of the batch classified correctly),
+    ``share`` (weight share of the correct group) and ``frac`` (total weight / batch size).
+    """
+    rows = []
+    for r in records:
+        if r.get("status") not in ("ok", "diverged"):
+            continue
+        x, g, s, f = _step_shares(r)
+        if x.size == 0:
+            continue
+        acc = np.asarray(r["history"]["correct_share"], dtype=float)
+        b = np.minimum((x * bins).astype(int), bins - 1)
+        for k in range(bins):
+            sel = b == k
+            if sel.any():
+                rows.append({"arm": arm_label(r["config"]), "seed": int(r["config"]["seed"]), "bin": k,
+                             "gamma": g[sel].mean(), "batch_acc": acc[sel].mean(),
+                             "share": s[sel].mean(), "frac": f[sel].mean()})
+    df = pd.DataFrame(rows, columns=["arm", "seed", "bin", "gamma", "batch_acc", "share", "frac"])
+    if not len(df):
+        return df.drop(columns="seed")
+    return df.groupby(["arm", "bin"], as_index=False)[["gamma", "batch_acc", "share", "frac"]].mean()
+
+
+def weight_summary(records: Iterable[dict[str, Any]], order: Sequence[str] | None = None,
+                   last: float = 0.25) -> pd.DataFrame:
+    """Per arm: mean weight share of the correct group and mean effective fraction over
+    the whole run and over its last ``last`` fraction of steps (averaged per run, then
+    over seeds)."""
+    rows = []
+    for r in records:
+        if r.get("status") not in ("ok", "diverged"):
+            continue
+        x, g, s, f = _step_shares(r)
+        if x.size == 0:
+            continue
+        late = x >= 1.0 - last
+        rows.append({"arm": arm_label(r["config"]), "share": s.mean(), "share_late": s[late].mean(),
+                     "frac": f.mean(), "frac_late": f[late].mean()})
+    df = pd.DataFrame(rows, columns=["arm", "share", "share_late", "frac", "frac_late"])
+    out = df.groupby("arm").mean()
+    if order is not None:
+        out = out.loc[[a for a in order if a in out.index]]
+    return out
+
+
+# =========================================================================== one seed in detail
+def failed_pair(records: Iterable[dict[str, Any]], a: str = FFT, b: str = DSGD
+                ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(record_a, record_b)`` for the lowest-numbered seed whose ``a`` run failed and
+    whose ``b`` run exists (a fixed rule, so the pair is not picked by how it looks);
+    ``None`` if there is no such seed."""
+    by: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in records:
+        if r.get("status") in ("ok", "diverged"):
+            by[(arm_label(r["config"]), int(r["config"]["seed"]))] = r
+    seeds = sorted(s for (arm, s), r in by.items() if arm == a and r.get("verdict") != SUCCESS)
+    for s in seeds:
+        if (b, s) in by:
+            return by[(a, s)], by[(b, s)]
+    return None
+
+
+def grad_norm_summary(rec: dict[str, Any]) -> dict[str, float]:
+    """Mean gradient norm (before clipping) over the first and the second half of a run's
+    steps, and the run's final accuracy."""
+    gn = np.asarray((rec.get("history") or {}).get("grad_norm") or [], dtype=float)
+    half = gn.size // 2
+    return {"first_half": float(gn[:half].mean()) if half else math.nan,
+            "second_half": float(gn[half:].mean()) if gn.size else math.nan,
+            "accuracy": float((rec.get("metrics") or {}).get("accuracy") or math.nan)}
+
+
+def smooth(y: Sequence[float], window: int = 9) -> np.ndarray:
+    """Centred moving average (shorter windows at the ends)."""
+    y = np.asarray(y, dtype=float)
+    if y.size == 0 or window <= 1:
+        return y
+    k = np.ones(window)
+    num = np.convolve(y, k, mode="same")
+    den = np.convolve(np.ones_like(y), k, mode="same")
+    return num / den
+
+
+# =========================================================================== stored set
+def load_records(folder: str | os.PathLike | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Finished records and provenance of a stored set (``([], None)`` if absent)."""
+    if not folder:
+        return [], None
+    path = Path(folder)
+    if not (path / "runs").is_dir():
+        return [], None
+    from dsgd.store import ResultStore
+
+    store = ResultStore(path)
+    return store.records(), store.provenance.load()
+
+
+def load_stored_sets(folders: Sequence[str | os.PathLike | None]
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Finished records of several stored sets, and what each folder holds.
+
+    Another chapter's stored set may hold some of this grid's runs (same config, same run
+    id): they are used rather than computed twice. On a run id present in several folders
+    the first folder's record is used. Returns ``(records, folders)`` where each entry of
+    ``folders`` has ``path``, ``records`` (its finished records) and ``provenance``.
+    """
+    seen: set[str] = set()
+    union: list[dict[str, Any]] = []
+    info: list[dict[str, Any]] = []
+    for f in folders:
+        recs, prov = load_records(f)
+        info.append({"path": f, "records": recs, "provenance": prov})
+        for r in recs:
+            if r["run_id"] not in seen:
+                seen.add(r["run_id"])
+                union.append(r)
+    return union, info
+
+
+def stored_status(records: Iterable[dict[str, Any]], expected: Sequence[RunConfig]) -> dict[str, Any]:
+    """How much of the expected grid a stored set holds.
+
+    Returns ``expected``, ``finished`` (expected runs present), ``extra`` (stored runs not
+    in the grid), ``complete`` and ``per_arm`` (a DataFrame: arm, finished, expected).
+    """
+    ids = {r["run_id"] for r in records if r.get("status") in ("ok", "diverged")}
+    exp_ids = [c.run_id() for c in expected]
+    per: dict[str, list[int]] = {}
+    for c, rid in zip(expected, exp_ids):
+        row = per.setdefault(arm_label(c), [0, 0])
+        row[1] += 1
+        row[0] += rid in ids
+    finished = sum(rid in ids for rid in exp_ids)
+    return {"expected": len(exp_ids), "finished": finished, "extra": len(ids - set(exp_ids)),
+            "complete": finished == len(exp_ids) and len(exp_ids) > 0,
+            "per_arm": pd.DataFrame([{"arm": a, "finished": f, "expected": e} for a, (f, e) in per.items()])}
+
+
+def compare_records(computed: Iterable[dict[str, Any]], stored: Iterable[dict[str, Any]],
+                    tolerance: float = VERIFY_TOLERANCE) -> pd.DataFrame:
+    """Runs computed here against their stored twins (same run id), with the criterion of
+    :func:`dsgd.sweep.verify_sample`: same status and verdict, accuracy within
+    ``tolerance``. Columns as ``verify_sample``'s: ``run_id, stored, recomputed, diff,
+    stored_verdict, recomputed_verdict, ok``."""
+    by_id = {r["run_id"]: r for r in stored}
+    rows = []
+    for new in computed:
+        old = by_id.get(new["run_id"])
+        if old is None:
+            continue
+        a = float((old.get("metrics") or {}).get("accuracy") or math.nan)
+        b = float((new.get("metrics") or {}).get("accuracy") or math.nan)
+        diff = abs(b - a)
+        ok = (new.get("status") == old.get("status") and new.get("verdict") == old.get("verdict")
+              and (diff <= tolerance or (math.isnan(a) and math.isnan(b))))
+        rows.append({"run_id": new["run_id"], "stored": a, "recomputed": b, "diff": diff,
+                     "stored_verdict": old.get("verdict"), "recomputed_verdict": new.get("verdict"),
+                     "ok": bool(ok)})
+    return pd.DataFrame(rows, columns=["run_id", "stored", "recomputed", "diff", "stored_verdict",
+                                       "recomputed_verdict", "ok"])
+
+
+def detail_configs(stored: Sequence[dict[str, Any]], base: RunConfig, fallback_seed: int,
+                   arms: dict[str, dict[str, Any]]) -> tuple[list[RunConfig], str]:
+    """The two runs of the real setting this build computes (FFT and DSGD on one seed),
+    and why that seed: the stored failed pair if the stored set has one, else the
+    lowest seed with both arms stored, else ``fallback_seed``."""
+    pair = failed_pair(stored)
+    if pair is not None:
+        seed, why = int(pair[0]["config"]["seed"]), "the lowest-numbered seed whose stored FFT run failed"
+    else:
+        have: dict[int, set[str]] = {}
+        for r in stored:
+            have.setdefault(int(r["config"]["seed"]), set()).add(arm_label(r["config"]))
+        both = sorted(s for s, a in have.items() if {FFT, DSGD} <= a)
+        if both:
+            seed, why = both[0], "no stored FFT run failed: the lowest seed with both arms stored"
+        else:
+            seed, why = int(fallback_seed), "no stored pair yet: the fallback seed"
+    return [base.replace(seed=seed, **arms[FFT]), base.replace(seed=seed, **arms[DSGD])], why
+
+
+# =========================================================================== explorer
+def choice_label(schedule_name: str, tau: float) -> str:
+    """The arm label of a schedule/tau choice ("constant" means static gamma = tau)."""
+    cfg = {"method": "dsgd", "schedule": schedule_name, "tau": float(tau), "schedule_kwargs": {},
+           "method_kwargs": {}}
+    if schedule_name == "constant" and float(tau) == 1.0:
+        return FFT
+    return arm_label(cfg)
+
+
+def plot_choice(axes: Sequence[Any], records: Sequence[dict[str, Any]], schedule_name: str,
+                tau: float, title: str = "", bins: int = 20, show_legend: bool = True) -> str:
+    """Draw one schedule/tau choice on two axes and return its arm label.
+
+    Left: gamma_t over t/T, the closed-form weight share of the correct group at batch
+    accuracies 50/80/95% (dotted) and, when ``records`` holds runs of this arm, their
+    measured weight share (mean over seeds). Right: per seed, the share of each training
+    batch classified correctly (smoothed) and the held-out accuracy after each epoch
+    (dots), coloured by the run's verdict.
+    """
+    from dsgd.report import VERDICT_COLOURS
+    from dsgd.schedules import schedule
+
+    ax_g, ax_a = axes
+    label = choice_label(schedule_name, tau)
+    x = np.linspace(0, 1, 201)
+    g = np.array([schedule(schedule_name, tau)(s, 1.0) for s in x]) if label != FFT else np.ones_like(x)
+    ax_g.plot(x, g, color="k", lw=2, label="γ_t")
+    for acc, ls in ((0.5, ":"), (0.8, "-."), (0.95, "--")):
+        ax_g.plot(x, weight_share(g, acc), color="#868e96", lw=1, ls=ls,
+                  label=f"weight share if {acc:.0%} correct")
+    runs = [r for r in records if arm_label(r["config"]) == label and r.get("status") in ("ok", "diverged")]
+    if runs:
+        wf = weight_frame(runs, bins=bins)
+        ax_g.plot((wf["bin"] + 0.5) / bins, wf["share"], color="#1c7ed6", lw=2,
+                  label=f"measured weight share ({len(runs)} runs)")
+    ax_g.set(xlabel="t / T", ylim=(-0.02, 1.02), title=title or label)
+    for r in sorted(runs, key=lambda r: r["config"]["seed"]):
+        h = r["history"]
+        T = float(r["timings"].get("total_steps") or len(h["step"]))
+        colour = VERDICT_COLOURS.get(r.get("verdict"), "#868e96")
+        ax_a.plot(np.asarray(h["step"]) / T, smooth(h["correct_share"], 9), color=colour, lw=1, alpha=0.7)
+        ep = r.get("per_epoch") or []
+        ax_a.scatter([e["step"] / T for e in ep], [e["accuracy"] for e in ep], color=colour, s=14, zorder=3)
+    if runs:
+        ax_a.axhline(float(runs[0].get("majority_rate", np.nan)), ls="--", lw=1, color="#495057")
+    else:
+        ax_a.text(0.5, 0.5, "no stored runs\nfor this choice", ha="center", va="center",
+                  transform=ax_a.transAxes, color="#868e96")
+    ax_a.set(xlabel="t / T", ylim=(-0.02, 1.02), title="per seed: batch accuracy (line), held-out (dots)")
+    if show_legend:
+        ax_g.legend(fontsize=7, loc="lower right")
+    return label
