@@ -1,0 +1,586 @@
+"""Glue for the NLP chapter (the paper's Table 1 and Figure 3): its run grid, the labels
+of its rows, the stored result set, and the paper's reported numbers.
+
+* **grid** — :func:`method_variants` turns the chapter's method list into grid variants
+  (the focal-loss (alpha, gamma) search and the SWA windows become one variant each, recorded
+  as such); :func:`chapter_grid` crosses them with tasks, models and seeds (per-task epochs
+  and lengths through ``task_settings``); :func:`select` picks the part computed in a build.
+* **rows** — :func:`variant_label` names a run's method and settings (``"FocalLoss
+  (α=0.25, γ=2)"``, ``"SWA (window 2)"``); :func:`nlp_frame` is
+  :meth:`dsgd.store.ResultStore.to_frame` plus that label; :func:`best_of_search` adds the
+  row the paper reports for a tuned baseline: per task, the variant with the highest mean
+  accuracy (chosen on the evaluation set itself, hence optimistic — the chapter says so);
+  :func:`ensemble_frame` gives ENS(×N) and DSGD(×N) from stored predictions (their votes
+  judged by the single runs' verdict rule); :func:`success_counts` the successful runs per
+  row; :func:`figure3` the paper's Figure-3 layout (accuracy against cost, dot size = std).
+* **stored set** — :func:`stored_status` (how many runs of the grid a store holds, per
+  label), :func:`verify_in_build` (recompute a random sample of stored runs in parallel into
+  the build's scratch store, then compare with :func:`dsgd.sweep.verify_sample` — the same
+  sample), :func:`import_runs` (copy finished runs of the grid from another chapter's store,
+  same run ids, e.g. the phenomenon chapter's FFT/DSGD seeds; recorded in the provenance).
+* **paper** — :data:`PAPER_TABLE1` (Table 1, reported by the paper), :func:`paper_table1`,
+  :func:`paper_average_check` (do the paper's ACC/STD columns equal the mean of its task
+  columns?) and :data:`PAPER_COST` (what the paper's text says about each method's cost).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dsgd.config import RunConfig
+
+# ============================================================================ labels
+METHOD_NAMES = {
+    "fft": "FFT", "fft-nobc": "FFT (no bias corr.)", "dsgd": "DSGD", "focal": "FocalLoss",
+    "lnsr": "LNSR", "noisytune": "NoisyTune", "pcgrad": "PCGrad", "swa": "SWA", "cwgnc": "CWGNC",
+    "lora": "LoRA", "adalora": "AdaLoRA", "ia3": "IA3",
+}
+# the paper's row order: single learners, then SWA and the ensembles; ours add two rows
+ROW_ORDER = ["FFT", "FFT (no bias corr.)", "FocalLoss", "LNSR", "NoisyTune", "PCGrad", "CWGNC", "DSGD",
+             "SWA", "ENS(×3)", "ENS(×5)", "ENS(×7)", "ENS(×9)", "DSGD(×9)"]
+SEARCHED = ("focal", "swa")  # baselines the paper tunes per task
+
+
+def _num(x: Any) -> str:
+    return f"{float(x):g}"
+
+
+def variant_label(config: dict[str, Any]) -> str:
+    """The row name of a run: the method's name plus the settings that distinguish a
+    searched variant (focal (alpha, gamma), SWA window) or a non-default DSGD schedule."""
+    m = str(config.get("method", "fft"))
+    kw = dict(config.get("method_kwargs") or {})
+    name = METHOD_NAMES.get(m, m)
+    if m == "focal":
+        return f"{name} (α={_num(kw.get('alpha', 0.25))}, γ={_num(kw.get('gamma', 2.0))})"
+    if m == "swa":
+        return f"{name} (window {int(kw.get('window', 3))})"
+    if m == "dsgd":
+        extra = []
+        if config.get("schedule", "linear") != "linear":
+            extra.append(str(config["schedule"]))
+        if float(config.get("tau", 1.0)) != 1.0:
+            extra.append(f"τ={_num(config['tau'])}")
+        if config.get("correct_from", "train") == "eval":
+            extra.append("eval pass")
+        return name + (f" ({', '.join(extra)})" if extra else "")
+    return name
+
+
+def family(label: str) -> str:
+    """The row a searched variant belongs to: ``"FocalLoss (α=1, γ=2)" -> "FocalLoss"``,
+    ``"SWA (window 3)" -> "SWA"`` (also for their "best of search" rows); every other
+    label is its own family (``"FFT (no bias corr.)"``, ``"DSGD (cosine)"``, ``"ENS(×3)"``)."""
+    for fam in ("FocalLoss", "SWA"):
+        if label == fam or label.startswith(fam + " ("):
+            return fam
+    return label
+
+
+# ============================================================================ grid
+def method_variants(methods: Sequence[str], focal_search: Sequence[Sequence[float]] = ((0.25, 2.0),),
+                    swa_windows: Sequence[int] = (3,), method_kwargs: dict[str, dict[str, Any]] | None = None,
+                    ) -> list[dict[str, Any]]:
+    """Grid variants (``{"method": ..., "method_kwargs": {...}}``) for the chapter's methods.
+
+    ``focal`` becomes one variant per ``(alpha, gamma)`` of ``focal_search`` and ``swa`` one
+    per window of ``swa_windows``; ``method_kwargs`` adds fixed settings per method name
+    (e.g. ``{"cwgnc": {"threshold": 0.05}}``). Unknown names and settings fail here, before
+    anything runs.
+    """
+    from dsgd.methods import get_method
+
+    method_kwargs = dict(method_kwargs or {})
+    unknown = sorted(set(method_kwargs) - set(methods))
+    if unknown:
+        raise ValueError(f"method_kwargs names method(s) {unknown} that are not in methods {list(methods)}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods lists a name twice: {list(methods)}")
+    out: list[dict[str, Any]] = []
+    for m in methods:
+        fixed = dict(method_kwargs.get(m) or {})
+        if m == "focal":
+            if not focal_search:
+                raise ValueError("focal is in methods but focal_search is empty: give at least one [alpha, gamma]")
+            kws = []
+            for pair in focal_search:
+                if len(pair) != 2:
+                    raise ValueError(f"focal_search entries are [alpha, gamma] pairs, got {pair!r}")
+                kws.append({**fixed, "alpha": float(pair[0]), "gamma": float(pair[1])})
+        elif m == "swa":
+            if not swa_windows:
+                raise ValueError("swa is in methods but swa_windows is empty")
+            kws = [{**fixed, "window": int(w)} for w in swa_windows]
+        else:
+            kws = [fixed]
+        for kw in kws:
+            get_method(m, **kw)  # validate now
+            out.append({"method": m, "method_kwargs": kw})
+    return out
+
+
+GRID_PARAMETERS = ("tasks", "task_kwargs", "task_settings", "models", "model_kwargs", "train_size",
+                   "eval_size", "max_length", "batch_size", "grad_accum", "lr", "epochs", "warmup_ratio",
+                   "seeds", "methods", "focal_search", "swa_windows", "method_kwargs")
+
+
+def base_config(P: dict[str, Any]) -> dict[str, Any]:
+    """The RunConfig fields every run of the chapter shares (``train_size`` / ``eval_size``
+    of 0 mean the whole split)."""
+    return {
+        "task_kwargs": dict(P.get("task_kwargs") or {}),
+        "model_kwargs": dict(P.get("model_kwargs") or {}),
+        "train_size": int(P["train_size"]) or None, "eval_size": int(P["eval_size"]) or None,
+        "max_length": int(P["max_length"]), "batch_size": int(P["batch_size"]),
+        "grad_accum": int(P["grad_accum"]), "lr": float(P["lr"]), "epochs": float(P["epochs"]),
+        "warmup_ratio": float(P["warmup_ratio"]),
+    }
+
+
+def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
+    """Every run of the chapter: tasks x models x method variants x seeds (that order,
+    seeds fastest), from its parameters (see :data:`GRID_PARAMETERS`).
+
+    ``task_settings`` maps a task to RunConfig fields that differ for it (the paper trains
+    each task for its own number of epochs and maximum length). Unknown fields fail.
+    """
+    missing = [k for k in GRID_PARAMETERS if k not in P]
+    if missing:
+        raise ValueError(f"chapter parameters lack {missing}")
+    known = set(RunConfig.__dataclass_fields__)
+    extra = sorted(set(P["task_settings"] or {}) - set(P["tasks"]))
+    if extra:
+        raise ValueError(f"task_settings names task(s) {extra} that are not in tasks {P['tasks']}")
+    variants = method_variants(P["methods"], P["focal_search"], P["swa_windows"], P["method_kwargs"])
+    base = base_config(P)
+    out: list[RunConfig] = []
+    for task in P["tasks"]:
+        over = dict((P["task_settings"] or {}).get(task) or {})
+        bad = sorted(set(over) - known)
+        if bad:
+            raise ValueError(f"task_settings[{task!r}] has unknown RunConfig field(s) {bad}")
+        for model in P["models"]:
+            for v in variants:
+                for s in P["seeds"]:
+                    d = {**base, **over, "task": task, "model": model, **v, "seed": int(s)}
+                    if "task_kwargs" in over:
+                        d["task_kwargs"] = {**base["task_kwargs"], **over["task_kwargs"]}
+                    out.append(RunConfig(**d))
+    ids = [c.run_id() for c in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError("the grid repeats a run (a seed, task, model or method listed twice?)")
+    return out
+
+
+def select(configs: Iterable[RunConfig], seeds: Sequence[int] | None = None,
+           methods: Sequence[str] | None = None) -> list[RunConfig]:
+    """The configs whose seed is in ``seeds`` and method name in ``methods`` (None: all)."""
+    return [c for c in configs if (seeds is None or c.seed in set(seeds))
+            and (methods is None or c.method in set(methods))]
+
+
+# ============================================================================ frames
+def nlp_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished run (:func:`dsgd.store.records_to_frame`) plus ``label`` (the
+    row name, :func:`variant_label`) and ``family`` (the method without its settings)."""
+    from dsgd.store import records_to_frame
+
+    recs = [r for r in records if r.get("status") in ("ok", "diverged")]
+    df = records_to_frame(recs)
+    if len(df):
+        df["label"] = [variant_label(r["config"]) for r in recs]
+        df["family"] = df["label"].map(family)
+    return df
+
+
+def best_of_search(df: pd.DataFrame, fam: str, group_by: Sequence[str] = ("task", "model"),
+                   metric: str = "accuracy", min_runs: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's reporting rule for a tuned baseline: per task (and model), keep the runs
+    of the variant of family ``fam`` with the highest mean ``metric``.
+
+    Returns ``(rows, choice)``: the chosen runs relabelled ``"<fam> (best of search)"``
+    and a table of the choice per group (variant, mean, runs, variants searched). The choice
+    is made on the evaluation set the table reports, so it is optimistic by construction.
+    """
+    sub = df[df["family"] == fam] if len(df) else df
+    if not len(sub):
+        return df.iloc[0:0], pd.DataFrame(columns=[*group_by, "chosen", "mean", "n", "searched"])
+    g = sub.groupby([*group_by, "label"])[metric].agg(["mean", "size"]).reset_index()
+    g = g[g["size"] >= min_runs]
+    rows, choice = [], []
+    for key, part in g.groupby(list(group_by)):
+        best = part.sort_values(["mean", "label"], ascending=[False, True]).iloc[0]
+        key = key if isinstance(key, tuple) else (key,)
+        sel = np.ones(len(sub), dtype=bool)
+        for c, v in zip(group_by, key):
+            sel &= (sub[c] == v).to_numpy()
+        chosen = sub[sel & (sub["label"] == best["label"]).to_numpy()].copy()
+        chosen["label"] = f"{fam} (best of search)"
+        rows.append(chosen)
+        choice.append({**dict(zip(group_by, key)), "chosen": best["label"], "mean": 100 * best["mean"],
+                       "n": int(best["size"]), "searched": len(part)})
+    return pd.concat(rows) if rows else sub.iloc[0:0], pd.DataFrame(choice)
+
+
+def ensemble_frame(records: Iterable[dict[str, Any]], fft_sizes: Sequence[int] = (3, 5, 7, 9),
+                   dsgd_sizes: Sequence[int] = (9,), n_subsets: int = 10, seed: int = 0) -> pd.DataFrame:
+    """ENS(×N) over FFT runs and DSGD(×N) over DSGD runs (paper-default DSGD only),
+    majority vote of stored predictions (:func:`dsgd.ensembles.ensemble_table`), ``n_subsets``
+    random member sets per size; ``label`` = the row name."""
+    from dsgd.ensembles import ensemble_table
+
+    recs = [r for r in records if r.get("status") in ("ok", "diverged")
+            and (r["config"]["method"] == "fft" or variant_label(r["config"]) == "DSGD")]
+    ens = ensemble_table(recs, sizes={"fft": tuple(fft_sizes), "dsgd": tuple(dsgd_sizes)},
+                         methods=("fft", "dsgd"), labels={"fft": "ENS", "dsgd": "DSGD"},
+                         n_subsets=n_subsets, seed=seed)
+    # the single runs' verdicts distinguish "degenerate" (above the majority rate without a
+    # useful decision boundary); judge each ensemble's vote by the same rule
+    from dsgd.diagnostics import verdict
+    from dsgd.ensembles import ensemble_predictions
+
+    by_key = {(r["config"]["task"], r["config"]["model"], r["config"]["method"], r["config"]["seed"]): r
+              for r in recs}
+    verdicts = []
+    for row in ens.itertuples():
+        members = [by_key[(row.task, row.model, row.base_method, s)] for s in row.members]
+        labels = members[0]["labels"]
+        k = int(max(max(labels), *(max(m["predictions"]) for m in members))) + 1
+        pred = ensemble_predictions([m["predictions"] for m in members], num_labels=max(2, k))
+        verdicts.append(verdict(pred, labels, num_labels=max(2, k), majority_rate=row.majority_rate))
+    ens["verdict"] = verdicts
+    ens["label"] = ens["method"]
+    ens["family"] = ens["method"]
+    return ens
+
+
+def row_order(labels: Iterable[str]) -> list[str]:
+    """Labels in the paper's row order (variants of a family together, in given order)."""
+    labels = list(dict.fromkeys(labels))
+    rank = {name: i for i, name in enumerate(ROW_ORDER)}
+
+    def key(lab: str) -> tuple[float, int]:
+        f = family(lab)
+        r = rank.get(f, len(ROW_ORDER))
+        if lab.endswith("(best of search)"):
+            return (r + 0.5, 0)
+        return (r, labels.index(lab))
+
+    return sorted(labels, key=key)
+
+
+# ============================================================================ stored set
+def stored_status(store: Any, configs: Sequence[RunConfig]) -> dict[str, Any]:
+    """How much of the grid ``configs`` a store holds: ``done`` (finished runs), ``total``,
+    ``errors``, ``missing``, ``complete`` and ``per_label`` (label -> [done, total])."""
+    from dsgd.store import FINISHED_STATUSES, ResultStore
+
+    if store is None or (not isinstance(store, ResultStore) and not Path(store).joinpath("runs").is_dir()):
+        st = {}
+    else:
+        store = store if isinstance(store, ResultStore) else ResultStore(store)
+        st = {c.run_id(): store.status(c.run_id()) for c in configs}
+    per: dict[str, list[int]] = {}
+    done = errors = 0
+    for c in configs:
+        lab = variant_label(c.to_dict())
+        cell = per.setdefault(lab, [0, 0])
+        cell[1] += 1
+        s = st.get(c.run_id())
+        if s in FINISHED_STATUSES:
+            done += 1
+            cell[0] += 1
+        elif s == "error":
+            errors += 1
+    return {"done": done, "total": len(configs), "errors": errors, "missing": len(configs) - done,
+            "complete": done == len(configs), "per_label": per}
+
+
+def verify_choice(store: Any, k: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The records :func:`dsgd.sweep.verify_sample` (store, k, seed) recomputes (the same
+    draw: ``random.Random(seed).sample`` over the finished records sorted by run id)."""
+    from dsgd.store import ResultStore
+
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    recs = store.records()
+    if not recs or k < 1:
+        return []
+    return random.Random(seed).sample(sorted(recs, key=lambda r: r["run_id"]), min(k, len(recs)))
+
+
+def build_store_run(cfg: RunConfig) -> dict[str, Any]:
+    """Run function for :func:`dsgd.sweep.verify_sample`: the record of ``cfg`` in the
+    build's scratch store (``$DSGD_STORE``, default ``_build/store``) if it is finished there,
+    else computed now (and stored there). A record in the scratch store was computed in a
+    build, independently of the stored result set being verified."""
+    from dsgd.engine import train_run
+    from dsgd.store import ResultStore
+
+    store = ResultStore()
+    if store.finished(cfg.run_id()):
+        return store.get(cfg.run_id())
+    rec = train_run(cfg)
+    store.put(rec)
+    return rec
+
+
+def verify_in_build(stored: Any, k: int = 2, seed: int = 0, workers: int = 2, threads_per_worker: int = 1,
+                    backend: str = "local", build_store: Any = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Re-verify ``k`` random runs of a stored set, computing them in parallel.
+
+    The sample is the one :func:`dsgd.sweep.verify_sample` draws; its runs are computed
+    with :func:`dsgd.run_sweep` (``workers`` processes) into the build's scratch store
+    (``build_store``, default ``$DSGD_STORE`` / ``_build/store``; runs already there are
+    reused), then ``verify_sample`` compares them with the stored records. A sweep may be
+    adding runs to the stored set meanwhile, which would change the draw: both steps
+    therefore work on a snapshot of its finished records taken first (a temporary copy).
+    Returns ``(verify_sample's table, the recomputed records)``. Refuses to compare a
+    store with itself.
+    """
+    import tempfile
+
+    from dsgd.store import ResultStore
+    from dsgd.sweep import run_sweep, verify_sample
+
+    stored = stored if isinstance(stored, ResultStore) else ResultStore(stored)
+    build = build_store if isinstance(build_store, ResultStore) else ResultStore(build_store)
+    if stored.path.resolve() == build.path.resolve():
+        raise ValueError(f"the build store {build.path} is the stored set itself: set DSGD_STORE to "
+                         "a scratch folder to re-verify it")
+    with tempfile.TemporaryDirectory(prefix="dsgd-verify-") as tmp:
+        view = ResultStore(tmp)
+        for rec in stored.records():
+            view.put(rec)
+        chosen = verify_choice(view, k, seed)
+        if not chosen:
+            raise ValueError(f"no finished runs in {stored.path} to verify")
+        cfgs = [RunConfig.from_dict(r["config"]) for r in chosen]
+        recomputed = run_sweep(cfgs, build, workers=min(workers, len(cfgs)),
+                               threads_per_worker=threads_per_worker, backend=backend, progress=False)
+        old = os.environ.get("DSGD_STORE")
+        os.environ["DSGD_STORE"] = str(build.path)
+        try:
+            table = verify_sample(view, k=k, seed=seed, run_fn=build_store_run)
+        finally:
+            if old is None:
+                os.environ.pop("DSGD_STORE", None)
+            else:
+                os.environ["DSGD_STORE"] = old
+    return table, recomputed
+
+
+def import_runs(source: Any, target: Any, configs: Sequence[RunConfig], note: str = "") -> list[str]:
+    """Copy the finished runs of ``configs`` that ``source`` holds and ``target`` lacks
+    (same run id = same settings and code version), and record the copy as a provenance
+    session of ``target`` (``settings.kind = "import"``, the source folder, the run ids).
+    Returns the copied run ids."""
+    from dsgd.store import ResultStore
+
+    src = source if isinstance(source, ResultStore) else ResultStore(source)
+    dst = target if isinstance(target, ResultStore) else ResultStore(target)
+    copied = []
+    recs = []
+    for c in configs:
+        rid = c.run_id()
+        if src.finished(rid) and not dst.finished(rid):
+            rec = src.get(rid)
+            dst.put(rec)
+            copied.append(rid)
+            recs.append(rec)
+    if copied:
+        prov = dst.provenance
+        s = prov.start_session(command=["dsgd.nlp.import_runs", str(src.path)], kind="import",
+                               source=str(src.path), note=note, n_configs=len(configs))
+        prov.end_session(s, recs, skipped=len(configs) - len(copied))
+    return copied
+
+
+# ============================================================================ the paper
+PAPER_TASKS = ("multirc", "copa", "rte", "boolq", "mrpc", "cola")
+PAPER_TASK_NAMES = {"multirc": "MultiRC", "copa": "COPA", "rte": "RTE", "boolq": "BoolQ",
+                    "mrpc": "MRPC", "cola": "CoLA"}
+# Table 1 as printed (reported by the paper): per task "mean ± std", then ACC and STD;
+# a cell between asterisks is one where every run collapsed.
+_PAPER_TABLE1_TEXT = {
+    "roberta-large": """
+FFT 74.05 ± 14.50 74.70 ± 15.71 76.17 ± 15.44 83.20 ± 7.39 84.90 ± 5.33 78.95 ± 8.46 78.66 11.13
+FocalLoss 73.38 ± 5.73 80.40 ± 7.59 77.29 ± 1.70 81.22 ± 0.46 86.52 ± 6.50 83.82 ± 5.20 81.10 4.53
+LNSR 66.07 ± 11.46 82.00 ± 12.58 77.44 ± 15.91 73.41 ± 11.86 88.36 ± 1.55 80.75 ± 8.03 78.00 10.23
+NoisyTune 63.62 ± 10.72 *55.00 ± 0.00* 70.65 ± 15.53 71.04 ± 11.46 86.91 ± 6.62 80.67 ± 8.01 71.31 8.72
+PCGrad 62.03 ± 8.70 69.60 ± 19.11 81.05 ± 10.08 83.22 ± 7.40 86.67 ± 6.52 81.80 ± 6.84 77.39 9.77
+DSGD 84.01 ± 1.31 88.10 ± 3.21 83.61 ± 1.59 85.69 ± 0.20 88.38 ± 1.17 84.92 ± 1.05 85.78 1.42
+SWA 65.92 ± 11.27 87.70 ± 4.06 78.45 ± 13.61 80.36 ± 9.61 88.19 ± 1.21 82.46 ± 7.06 80.51 7.80
+ENS(×3) 82.77 ± 8.99 82.90 ± 4.72 79.86 ± 3.01 85.86 ± 0.35 86.74 ± 1.40 78.24 ± 7.86 82.82 4.35
+ENS(×5) 80.19 ± 12.12 84.80 ± 3.43 80.51 ± 2.58 86.13 ± 0.14 87.25 ± 0.90 79.76 ± 7.36 82.79 4.71
+ENS(×7) 85.72 ± 0.81 85.10 ± 2.13 79.89 ± 1.92 86.20 ± 0.15 87.82 ± 0.50 80.77 ± 6.17 84.85 1.94
+ENS(×9) 86.11 ± 0.23 86.40 ± 1.17 81.16 ± 1.06 86.31 ± 0.08 88.04 ± 0.32 83.54 ± 0.75 85.26 0.60
+DSGD(×9) 85.44 ± 0.16 90.80 ± 0.79 84.77 ± 0.41 86.57 ± 0.08 88.53 ± 0.28 86.18 ± 0.21 87.04 0.32
+""",
+    "llama-3.2-1b": """
+FFT 62.50 ± 0.80 79.40 ± 6.08 79.49 ± 1.83 73.98 ± 3.85 86.69 ± 1.05 84.07 ± 0.83 77.69 2.41
+FocalLoss 56.94 ± 0.49 76.00 ± 7.72 49.39 ± 2.97 *62.17 ± 0.00* *68.38 ± 0.00* *69.13 ± 0.00* 63.66 1.86
+LNSR 65.33 ± 4.46 82.10 ± 3.14 74.90 ± 2.70 66.81 ± 1.24 82.89 ± 3.15 78.67 ± 3.65 75.12 3.06
+NoisyTune 60.85 ± 0.93 *55.00 ± 0.00* 74.69 ± 2.92 67.64 ± 1.01 84.76 ± 2.08 80.91 ± 0.44 70.64 1.23
+PCGrad 60.76 ± 3.24 76.40 ± 2.95 73.83 ± 2.95 67.77 ± 1.21 82.84 ± 3.39 80.09 ± 1.62 73.61 2.56
+DSGD 67.17 ± 4.70 83.30 ± 2.06 81.55 ± 1.22 75.43 ± 3.55 87.52 ± 0.82 84.75 ± 0.59 79.95 2.16
+SWA 62.53 ± 1.01 55.50 ± 5.51 76.17 ± 1.47 67.29 ± 1.64 82.62 ± 3.79 79.95 ± 2.02 70.67 2.57
+ENS(×3) 63.44 ± 0.42 81.10 ± 4.79 81.91 ± 1.06 76.12 ± 2.90 87.65 ± 0.83 84.94 ± 0.76 79.20 1.79
+ENS(×5) 64.10 ± 0.33 77.60 ± 9.09 82.78 ± 0.83 76.52 ± 1.76 87.75 ± 0.66 85.25 ± 0.34 79.00 2.17
+ENS(×7) 63.79 ± 0.32 81.30 ± 7.18 83.14 ± 0.30 76.57 ± 0.72 88.48 ± 0.54 85.11 ± 0.33 79.73 1.56
+ENS(×9) 64.20 ± 0.16 83.70 ± 3.56 82.96 ± 0.28 76.64 ± 0.55 88.26 ± 0.69 85.30 ± 0.23 80.18 0.91
+DSGD(×9) 69.11 ± 0.88 83.90 ± 3.28 83.54 ± 0.42 78.09 ± 0.19 89.26 ± 0.34 85.60 ± 0.24 81.58 0.89
+""",
+}
+PAPER_MODEL_NAMES = {"roberta-large": "RoBERTa-large", "llama-3.2-1b": "Llama-3.2-1B"}
+
+
+def _parse_table1(text: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for line in text.strip().splitlines():
+        name, rest = re.match(r"^(\S+(?: \(×\d\))?)\s+(.*)$", line).groups()
+        cells = re.findall(r"(\*?)(\d+\.\d+) ± (\d+\.\d+)\*?", rest)
+        tail = rest.split()[-2:]
+        if len(cells) != len(PAPER_TASKS):
+            raise ValueError(f"bad paper row {line!r}")
+        out[name] = {
+            "tasks": {t: (float(m), float(s), bool(star)) for t, (star, m, s) in zip(PAPER_TASKS, cells)},
+            "acc": float(tail[0]), "std": float(tail[1]),
+        }
+    return out
+
+
+PAPER_TABLE1: dict[str, dict[str, dict[str, Any]]] = {m: _parse_table1(t) for m, t in _PAPER_TABLE1_TEXT.items()}
+
+
+def paper_table1(model: str = "roberta-large") -> pd.DataFrame:
+    """The paper's Table 1 for ``model`` as printed (reported by the paper): one row per
+    method, ``"mean ± std"`` per task (``†``: every run collapsed), then ACC and STD."""
+    if model not in PAPER_TABLE1:
+        raise ValueError(f"the paper's Table 1 has models {sorted(PAPER_TABLE1)}, not {model!r}")
+    rows = {}
+    for name, row in PAPER_TABLE1[model].items():
+        cells = {PAPER_TASK_NAMES[t]: f"{m:.2f} ± {s:.2f}" + ("†" if star else "")
+                 for t, (m, s, star) in row["tasks"].items()}
+        rows[name] = {**cells, "ACC": f"{row['acc']:.2f}", "STD": f"{row['std']:.2f}"}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = f"{PAPER_MODEL_NAMES[model]} (reported by the paper)"
+    return df
+
+
+def paper_average_check(tol: float = 0.015) -> pd.DataFrame:
+    """Recompute the paper's ACC and STD columns as the mean of its six task means and
+    stds and list the rows where the printed value differs by more than ``tol`` (plus
+    rounding). Columns: ``model, method, printed_acc, mean_of_tasks_acc, printed_std,
+    mean_of_tasks_std, acc_matches, std_matches``."""
+    rows = []
+    for model, table in PAPER_TABLE1.items():
+        for name, row in table.items():
+            ms = [v[0] for v in row["tasks"].values()]
+            ss = [v[1] for v in row["tasks"].values()]
+            a, s = float(np.mean(ms)), float(np.mean(ss))
+            rows.append({"model": PAPER_MODEL_NAMES[model], "method": name, "printed_acc": row["acc"],
+                         "mean_of_tasks_acc": round(a, 3), "printed_std": row["std"],
+                         "mean_of_tasks_std": round(s, 3),
+                         "acc_matches": abs(a - row["acc"]) <= tol, "std_matches": abs(s - row["std"]) <= tol})
+    return pd.DataFrame(rows)
+
+
+def paper_summary(model: str = "roberta-large") -> pd.DataFrame:
+    """Per method of the paper's Table 1: printed ACC and STD, cells where every run
+    collapsed, and the number of tasks where the method's mean beats FFT's."""
+    t = PAPER_TABLE1[model]
+    fft = t["FFT"]["tasks"]
+    rows = []
+    for name, row in t.items():
+        rows.append({"method": name, "ACC": row["acc"], "STD": row["std"],
+                     "all-collapsed cells": sum(v[2] for v in row["tasks"].values()),
+                     "tasks above FFT": sum(row["tasks"][k][0] > fft[k][0] for k in PAPER_TASKS)})
+    return pd.DataFrame(rows).set_index("method")
+
+
+# What the paper's text (Section 5.4, Figure 3: RoBERTa-large on MultiRC) says about each
+# method's training time relative to FFT; the figure's values are not given as numbers.
+PAPER_COST: dict[str, tuple[float | None, str]] = {
+    "FFT": (1.0, "reference"),
+    "FocalLoss": (1.0, "no additional time (text)"),
+    "LNSR": (1.0, "no additional time (text)"),
+    "NoisyTune": (1.0, "no additional time (text)"),
+    "PCGrad": (2.0, "nearly doubled: two backward passes (text)"),
+    "SWA": (1.0, "extra storage for checkpoints, no extra time stated (text)"),
+    "DSGD": (1.0, "no extra time or storage (text)"),
+    "ENS(×N)": (None, "N times FFT: grows linearly with the ensemble size (text)"),
+    "FFT (no bias corr.)": (None, "not in the paper"),
+    "CWGNC": (None, "not in the paper"),
+}
+
+
+def paper_cost(label: str) -> tuple[float | None, str]:
+    """(ratio to FFT the paper's text implies, its wording) for a row label."""
+    f = family(label)
+    m = re.match(r"^(ENS|DSGD)\(×(\d+)\)$", f)
+    if m:
+        return float(m.group(2)), f"{m.group(2)} times {'FFT' if m.group(1) == 'ENS' else 'DSGD'} (text: linear in N)"
+    return PAPER_COST.get(f, (None, "not in the paper"))
+
+
+def finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+# ============================================================================ Figure 3
+def figure3(df: pd.DataFrame, time: str, rows: str = "label", metric: str = "accuracy", scale: float = 100.0,
+            size_per_std: float = 25.0, min_size: float = 25.0, majority: float | None = None, ax: Any = None):
+    """The paper's Figure-3 layout: per row, mean ``metric`` against training time
+    (``time``: one value per row, e.g. seconds per epoch relative to FFT), dot area
+    ``min_size + size_per_std * std`` over seeds; a legend names the rows (labels next to
+    the dots would overlap, most methods costing about what FFT costs). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from dsgd.report import sample_std
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    else:
+        fig = ax.figure
+    markers = "osD^vP*Xhp<>"
+    for i, lab in enumerate(row_order(df[rows])):
+        cell = df[df[rows] == lab]
+        y = pd.to_numeric(cell[metric], errors="coerce").dropna().to_numpy() * scale
+        x = pd.to_numeric(cell[time], errors="coerce").dropna().to_numpy()
+        if not y.size or not x.size:
+            continue
+        s = sample_std(y)
+        ax.scatter([x.mean()], [y.mean()], s=min_size + size_per_std * (0.0 if math.isnan(s) else s),
+                   marker=markers[i % len(markers)], alpha=0.65, edgecolors="black", linewidths=0.6,
+                   label=f"{lab} (±{s:.1f}, n={y.size})" if not math.isnan(s) else f"{lab} (n={y.size})")
+    if majority is not None and math.isfinite(majority):
+        ax.axhline(majority * scale, ls="--", lw=1, color="#495057", label="majority class")
+    ax.set_xscale("log", base=2)
+    from matplotlib.ticker import FuncFormatter
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.set_xlabel(time)
+    ax.set_ylabel(f"{metric} (%)" if scale == 100 else metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              markerscale=0.6, labelspacing=1.1)
+    fig.tight_layout()
+    return fig
+
+
+def success_counts(df: pd.DataFrame, rows: str = "label") -> pd.Series:
+    """Per row ``"k/n"``: runs whose verdict is ``success`` out of all runs. Stricter than the
+    failed count (accuracy at or below the majority class): a *degenerate* run — above the
+    majority class but with no useful decision boundary, which the paper's Figure 1 also
+    counts as a training failure — is neither failed nor a success."""
+    g = df.groupby(rows, sort=False)["verdict"]
+    return g.apply(lambda v: f"{int((v == 'success').sum())}/{len(v)}")

@@ -1,0 +1,407 @@
+"""NLP chapter (Table 1, Figure 3): its grid and row labels, the tuned-baseline rule, the
+stored set's bookkeeping and re-verification, the cost measurement, the paper's Table 1
+as transcribed, and the paper profile's code path offline (tiny RoBERTa / Llama on the
+hub fixtures, 1-2 optimizer steps, local and Ray backends)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from dsgd import nlp
+from dsgd.config import RunConfig
+from dsgd.store import ResultStore
+from dsgd.sweep import configs_from_params, run_sweep, verify_sample
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "notebooks" / "params" / "nlp"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+sys.path.insert(0, str(FIXTURES))
+
+
+def chapter_defaults() -> dict:
+    from tests.test_hygiene import parameters_of
+
+    return parameters_of(ROOT / "notebooks" / "nlp.ipynb")
+
+
+def profile(name: str) -> dict:
+    return {**chapter_defaults(), **yaml.safe_load((PARAMS / f"{name}.yaml").read_text())}
+
+
+# ---------------------------------------------------------------- grid and labels
+def test_method_variants_expand_the_searched_baselines():
+    v = nlp.method_variants(["fft", "focal", "swa", "cwgnc"], focal_search=[[0.25, 2], [1, 0.5]],
+                            swa_windows=[3, 5], method_kwargs={"cwgnc": {"threshold": 0.1}})
+    assert v == [{"method": "fft", "method_kwargs": {}},
+                 {"method": "focal", "method_kwargs": {"alpha": 0.25, "gamma": 2.0}},
+                 {"method": "focal", "method_kwargs": {"alpha": 1.0, "gamma": 0.5}},
+                 {"method": "swa", "method_kwargs": {"window": 3}},
+                 {"method": "swa", "method_kwargs": {"window": 5}},
+                 {"method": "cwgnc", "method_kwargs": {"threshold": 0.1}}]
+    with pytest.raises(ValueError, match="not in methods"):
+        nlp.method_variants(["fft"], method_kwargs={"pcgrad": {}})
+    with pytest.raises(ValueError, match="pairs"):
+        nlp.method_variants(["focal"], focal_search=[[0.25]])
+    with pytest.raises(ValueError, match="unknown method"):
+        nlp.method_variants(["fft", "nonsense"])
+    with pytest.raises(ValueError, match="bad setting"):
+        nlp.method_variants(["cwgnc"], method_kwargs={"cwgnc": {"tresh": 0.1}})
+    with pytest.raises(ValueError, match="twice"):
+        nlp.method_variants(["fft", "fft"])
+
+
+def test_variant_labels():
+    assert nlp.variant_label({"method": "fft"}) == "FFT"
+    assert nlp.variant_label({"method": "fft-nobc"}) == "FFT (no bias corr.)"
+    assert nlp.variant_label({"method": "focal", "method_kwargs": {"alpha": 1.0, "gamma": 0.5}}) == \
+        "FocalLoss (α=1, γ=0.5)"
+    assert nlp.variant_label({"method": "swa", "method_kwargs": {"window": 2}}) == "SWA (window 2)"
+    assert nlp.variant_label({"method": "dsgd", "schedule": "linear", "tau": 1.0}) == "DSGD"
+    assert nlp.variant_label({"method": "dsgd", "schedule": "cosine", "tau": 0.5}) == "DSGD (cosine, τ=0.5)"
+    assert nlp.family("FocalLoss (α=1, γ=0.5)") == "FocalLoss"
+    assert nlp.family("DSGD(×9)") == "DSGD(×9)" and nlp.family("DSGD") == "DSGD"
+    assert nlp.family("FFT (no bias corr.)") == "FFT (no bias corr.)"
+    assert nlp.family("SWA (best of search)") == "SWA" and nlp.family("DSGD (cosine)") == "DSGD (cosine)"
+    assert nlp.row_order(["DSGD(×9)", "SWA (window 2)", "DSGD", "FocalLoss (best of search)",
+                          "FFT (no bias corr.)", "FocalLoss (α=1, γ=2)", "FFT", "ENS(×3)"]) == \
+        ["FFT", "FFT (no bias corr.)", "FocalLoss (α=1, γ=2)", "FocalLoss (best of search)", "DSGD",
+         "SWA (window 2)", "ENS(×3)", "DSGD(×9)"]
+
+
+def test_chapter_grid_counts_and_per_task_settings():
+    P = profile("paper")
+    cfgs = nlp.chapter_grid(P)
+    n_var = len(nlp.method_variants(P["methods"], P["focal_search"], P["swa_windows"], P["method_kwargs"]))
+    assert n_var == len(P["methods"]) - 2 + len(P["focal_search"]) + len(P["swa_windows"])
+    assert len(cfgs) == len(P["tasks"]) * len(P["models"]) * n_var * len(P["seeds"])
+    assert len({c.run_id() for c in cfgs}) == len(cfgs)
+    # the paper's Table 4: epochs and maximum length per task, batch 5 x accumulation 2
+    table4 = {"multirc": (6.0, 512), "rte": (10.0, 512), "copa": (10.0, 256), "boolq": (10.0, 512),
+              "cola": (3.0, 256), "mrpc": (3.0, 256)}
+    for c in cfgs:
+        assert (c.epochs, c.max_length) == table4[c.task]
+        assert (c.batch_size, c.grad_accum, c.task_kwargs) == (5, 2, {"source": "hub"})
+    assert P["seeds"] == list(range(42, 133, 10))
+    assert {c.model for c in cfgs} == {"roberta-large", "llama-3.2-1b"}
+    # select: the part computed in a build
+    part = nlp.select(cfgs, seeds=[42], methods=["fft", "dsgd"])
+    assert len(part) == 6 * 2 * 2 and {c.method for c in part} == {"fft", "dsgd"}
+    bad = dict(P, task_settings={"wnli": {"epochs": 1.0}})
+    with pytest.raises(ValueError, match="not in tasks"):
+        nlp.chapter_grid(bad)
+    bad = dict(P, task_settings={"copa": {"epoch": 1.0}})
+    with pytest.raises(ValueError, match="unknown RunConfig"):
+        nlp.chapter_grid(bad)
+
+
+def test_stored_sweep_file_is_the_cpu_full_grid():
+    """results/nlp/sweep.yaml computes exactly the runs of the chapter's cpu-full profile."""
+    P = profile("cpu-full")
+    grid = {c.run_id() for c in nlp.chapter_grid(P)}
+    stored = [c.run_id() for c in configs_from_params(yaml.safe_load((ROOT / "results/nlp/sweep.yaml").read_text()))]
+    assert len(stored) == len(set(stored)) == len(grid) == 110
+    assert set(stored) == grid
+    # cpu-full computes every method of the grid for all its seeds
+    assert P["build_seeds"] == P["seeds"] and set(P["build_methods"]) == set(P["methods"])
+    # the embedded defaults describe the same grid (only what is computed differs)
+    assert {c.run_id() for c in nlp.chapter_grid(chapter_defaults())} == grid
+
+
+def test_grid_shares_runs_with_the_phenomenon_chapter():
+    """Same base config as the phenomenon chapter: its FFT and DSGD runs are runs of ours."""
+    nb = ROOT / "notebooks" / "phenomenon.ipynb"
+    if not nb.exists():
+        pytest.skip("the phenomenon chapter is not written yet")
+    from dsgd.phenomenon import arm_configs, chapter_config
+    from tests.test_hygiene import parameters_of
+
+    ph = parameters_of(nb)
+    base = chapter_config(ph)
+    theirs = {c.run_id() for c in arm_configs(base, ph["seeds"])}
+    ours = {c.run_id() for c in nlp.chapter_grid(chapter_defaults())}
+    assert theirs <= ours
+
+
+# ---------------------------------------------------------------- tables
+def _row(label_cfg: dict, seed: int, acc: float, verdict: str = "success", task="t", model="m") -> dict:
+    cfg = {"method": "fft", "task": task, "model": model, "seed": seed, **label_cfg}
+    return {"run_id": f"{nlp.variant_label(cfg)}-{seed}", "status": "ok", "config": cfg,
+            "metrics": {"accuracy": acc}, "verdict": verdict, "majority_rate": 0.6,
+            "predictions": [0, 1], "timings": {"s_per_step": 1.0, "s_per_epoch": 10.0}}
+
+
+def test_best_of_search_keeps_the_variant_with_the_highest_mean():
+    a = {"method": "focal", "method_kwargs": {"alpha": 0.25, "gamma": 2.0}}
+    b = {"method": "focal", "method_kwargs": {"alpha": 1.0, "gamma": 0.5}}
+    recs = [_row(a, 0, 0.90), _row(a, 1, 0.60), _row(b, 0, 0.80), _row(b, 1, 0.78),
+            _row({"method": "fft"}, 0, 0.99),
+            # another task where the first variant wins
+            _row(a, 0, 0.70, task="u"), _row(b, 0, 0.65, task="u")]
+    df = nlp.nlp_frame(recs)
+    rows, choice = nlp.best_of_search(df, "FocalLoss")
+    ch = choice.set_index("task")
+    # task t: means 0.75 (a) vs 0.79 (b) -> b; task u: 0.70 vs 0.65 -> a
+    assert ch.loc["t", "chosen"] == "FocalLoss (α=1, γ=0.5)" and ch.loc["t", "mean"] == pytest.approx(79.0)
+    assert ch.loc["u", "chosen"] == "FocalLoss (α=0.25, γ=2)" and ch.loc["t", "searched"] == 2
+    assert set(rows["label"]) == {"FocalLoss (best of search)"}
+    assert sorted(rows[rows["task"] == "t"]["accuracy"]) == [0.78, 0.80]
+    assert len(rows) == 3  # FFT is never part of the focal search
+
+
+def test_ensemble_frame_uses_fft_and_paper_default_dsgd_only():
+    y = [0, 0, 1, 1, 1]
+    recs = []
+    for s, p in enumerate([[0, 0, 1, 1, 0], [0, 1, 1, 1, 1], [1, 0, 1, 0, 1]]):
+        recs.append({"run_id": f"f{s}", "status": "ok", "predictions": p, "labels": y,
+                     "config": {"task": "t", "model": "m", "method": "fft", "seed": s}})
+    for s in range(3):  # DSGD with a cosine schedule: not the paper's DSGD, no DSGD(xN) row
+        recs.append({"run_id": f"d{s}", "status": "ok", "predictions": y, "labels": y,
+                     "config": {"task": "t", "model": "m", "method": "dsgd", "seed": s, "schedule": "cosine"}})
+    ens = nlp.ensemble_frame(recs, fft_sizes=[3], dsgd_sizes=[3], n_subsets=1)
+    assert list(ens["label"]) == ["ENS(×3)"]
+    # majority vote by hand: [0, 0, 1, 1, 1] -> all five right
+    assert ens["accuracy"].iloc[0] == pytest.approx(1.0) and ens["verdict"].iloc[0] == "success"
+
+
+def test_ensemble_verdicts_follow_the_single_run_rule():
+    """A vote above the majority rate with no decision boundary is 'degenerate', as a single
+    run would be; a vote that predicts one class is 'collapsed'."""
+    y = [0] * 28 + [1] * 12  # majority rate 0.7
+    collapsed = [0] * 40
+    # one positive found: accuracy 29/40 = 0.725 > 0.7, informedness 1/12 + 1 - 1 = 0.083 <= 0.1
+    odd = [0] * 28 + [1] + [0] * 11
+    recs = [{"run_id": f"f{s}", "status": "ok", "predictions": p, "labels": y,
+             "config": {"task": "t", "model": "m", "method": "fft", "seed": s}}
+            for s, p in enumerate([collapsed, collapsed, odd, odd, odd])]
+    ens = nlp.ensemble_frame(recs, fft_sizes=[3, 5], dsgd_sizes=[], n_subsets=1).set_index("label")
+    assert ens.loc["ENS(×3)", "verdict"] == "collapsed"  # seeds 0, 1, 2: the collapsed pair outvotes
+    assert ens.loc["ENS(×5)", "accuracy"] == pytest.approx(0.725)  # three "odd" members outvote two
+    assert ens.loc["ENS(×5)", "verdict"] == "degenerate"
+
+
+def test_stored_status_counts_the_grid(tmp_path):
+    cfgs = [RunConfig(task="synthetic_blobs", model="tiny-mlp", method=m, seed=s)
+            for m in ("fft", "dsgd") for s in (0, 1)]
+    store = ResultStore(tmp_path)
+    store.put({"run_id": cfgs[0].run_id(), "config": cfgs[0].to_dict(), "status": "ok"})
+    store.put({"run_id": cfgs[2].run_id(), "config": cfgs[2].to_dict(), "status": "error"})
+    st = nlp.stored_status(tmp_path, cfgs)
+    assert (st["done"], st["total"], st["errors"], st["complete"]) == (1, 4, 1, False)
+    assert st["per_label"] == {"FFT": [1, 2], "DSGD": [0, 2]}
+    assert nlp.stored_status(tmp_path / "nothing", cfgs)["done"] == 0
+
+
+def test_import_runs_copies_finished_grid_runs_and_records_it(tmp_path):
+    cfgs = [RunConfig(task="synthetic_blobs", model="tiny-mlp", seed=s) for s in range(3)]
+    src = ResultStore(tmp_path / "src")
+    src.put({"run_id": cfgs[0].run_id(), "config": cfgs[0].to_dict(), "status": "ok"})
+    src.put({"run_id": cfgs[1].run_id(), "config": cfgs[1].to_dict(), "status": "error"})
+    other = RunConfig(task="synthetic_blobs", model="tiny-mlp", seed=99)
+    src.put({"run_id": other.run_id(), "config": other.to_dict(), "status": "ok"})
+    copied = nlp.import_runs(src, tmp_path / "dst", cfgs, note="test")
+    assert copied == [cfgs[0].run_id()]
+    dst = ResultStore(tmp_path / "dst")
+    assert dst.run_ids() == [cfgs[0].run_id()]
+    s = dst.provenance.load()["sessions"][0]
+    assert s["settings"]["kind"] == "import" and s["computed"] == copied and s["skipped"] == 2
+    assert nlp.import_runs(src, dst, cfgs) == []  # nothing left to copy
+
+
+def test_verify_choice_is_verify_samples_draw(tmp_path):
+    from fakerun import fake_run
+
+    cfgs = [RunConfig(task="toy", model="m", method=m, seed=s) for m in ("fft", "dsgd") for s in range(4)]
+    run_sweep(cfgs, tmp_path, run_fn=fake_run, progress=False, provenance=False)
+    for seed in (0, 1, 7):
+        table = verify_sample(tmp_path, k=3, seed=seed, run_fn=fake_run)
+        assert [r["run_id"] for r in nlp.verify_choice(tmp_path, 3, seed)] == list(table["run_id"])
+        assert table["ok"].all()
+
+
+def test_verify_in_build_recomputes_into_the_scratch_store(tmp_path, monkeypatch):
+    tiny = dict(task="synthetic_blobs", model="tiny-mlp", max_steps=3, train_size=32, eval_size=32, threads=1)
+    cfgs = [RunConfig(method=m, seed=s, **tiny) for m in ("fft", "dsgd") for s in (0, 1)]
+    run_sweep(cfgs, tmp_path / "stored", progress=False)
+    monkeypatch.setenv("DSGD_STORE", str(tmp_path / "elsewhere"))
+    table, recs = nlp.verify_in_build(tmp_path / "stored", k=2, seed=0, workers=1,
+                                      build_store=tmp_path / "build")
+    assert len(table) == 2 and table["ok"].all() and (table["diff"] == 0).all()
+    assert sorted(ResultStore(tmp_path / "build").run_ids()) == sorted(table["run_id"])
+    assert [r["run_id"] for r in recs] == list(table["run_id"])
+    import os
+    assert os.environ["DSGD_STORE"] == str(tmp_path / "elsewhere")  # restored
+    with pytest.raises(ValueError, match="stored set itself"):
+        nlp.verify_in_build(tmp_path / "stored", build_store=tmp_path / "stored")
+
+
+def test_verify_in_build_draws_once_while_a_sweep_adds_runs(tmp_path, monkeypatch):
+    """A run stored between the draw and the comparison must not change the sample."""
+    from fakerun import fake_run
+
+    cfgs = [RunConfig(task="toy", model="m", method="fft", seed=s) for s in range(4)]
+    run_sweep(cfgs, tmp_path / "stored", run_fn=fake_run, progress=False, provenance=False)
+    calls = []
+    import dsgd.sweep as sweep_mod
+
+    original = sweep_mod.run_sweep
+
+    def run_sweep_then_add(configs, store, **kw):
+        calls.append([c.run_id() for c in configs])
+        out = original(configs, store, run_fn=fake_run, **{k: v for k, v in kw.items() if k != "run_fn"})
+        extra = RunConfig(task="toy", model="m", method="fft", seed=99)  # a sweep stores another run
+        ResultStore(tmp_path / "stored").put(fake_run(extra))
+        return out
+
+    monkeypatch.setattr(sweep_mod, "run_sweep", run_sweep_then_add)
+    table, _ = nlp.verify_in_build(tmp_path / "stored", k=2, seed=3, workers=1, build_store=tmp_path / "build")
+    assert list(table["run_id"]) == calls[0] and table["ok"].all()
+
+
+# ---------------------------------------------------------------- cost
+def test_epoch_cost_by_hand():
+    from dsgd.cost import epoch_cost
+
+    steps = pd.DataFrame({"label": ["FFT", "PCGrad"], "median_s": [0.5, 1.2], "paired_ratio": [1.0, 2.5]})
+    d = epoch_cost(steps, 100, ensembles={"ENS(×3)": ("FFT", 3)}).set_index("label")
+    assert d.loc["FFT", "s_per_epoch"] == pytest.approx(50.0)
+    assert d.loc["PCGrad", "s_per_epoch"] == pytest.approx(120.0) and d.loc["PCGrad", "rel"] == 2.5
+    assert d.loc["ENS(×3)", "s_per_epoch"] == pytest.approx(150.0) and d.loc["ENS(×3)", "rel"] == 3.0
+    with pytest.raises(ValueError, match="not timed"):
+        epoch_cost(steps, 100, ensembles={"DSGD(×9)": ("DSGD", 9)})
+
+
+def test_as_specs_and_errors():
+    from dsgd.cost import MethodSpec, as_specs
+
+    specs = as_specs(["fft", ("Focal", "focal", {"gamma": 1.0}), {"method": "swa", "method_kwargs": {"window": 2}}])
+    assert specs == [MethodSpec("fft", "fft"), MethodSpec("Focal", "focal", {"gamma": 1.0}),
+                     MethodSpec("swa", "swa", {"window": 2})]
+    with pytest.raises(ValueError, match="distinct"):
+        as_specs(["fft", "fft"])
+    with pytest.raises(ValueError):
+        as_specs([42])
+
+
+def test_figure3_and_success_counts():
+    import matplotlib
+    matplotlib.use("Agg")
+    df = pd.DataFrame({"label": ["FFT", "FFT", "DSGD", "DSGD", "ENS(×3)"],
+                       "accuracy": [0.9, 0.65, 0.8, 0.82, 0.88],
+                       "verdict": ["success", "collapsed", "success", "degenerate", "success"],
+                       "cost": [1.0, 1.0, 1.02, 1.02, 3.0]})
+    assert nlp.success_counts(df).to_dict() == {"FFT": "1/2", "DSGD": "1/2", "ENS(×3)": "1/1"}
+    fig = nlp.figure3(df, time="cost", majority=0.65)
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert names[0].startswith("FFT (±17.7, n=2)") and names[-1] == "majority class"
+    # FFT's dot: mean accuracy (90 + 65) / 2 = 77.5 at cost 1
+    assert tuple(ax.collections[0].get_offsets()[0]) == pytest.approx((1.0, 77.5))
+
+
+def test_paper_cost_statements():
+    assert nlp.paper_cost("PCGrad")[0] == 2.0
+    assert nlp.paper_cost("DSGD")[0] == 1.0
+    assert nlp.paper_cost("ENS(×7)")[0] == 7.0
+    assert nlp.paper_cost("FocalLoss (best of search)")[0] == 1.0
+    assert nlp.paper_cost("CWGNC") == (None, "not in the paper")
+
+
+# ---------------------------------------------------------------- the paper's Table 1
+def test_paper_table1_as_transcribed():
+    rob, llama = nlp.PAPER_TABLE1["roberta-large"], nlp.PAPER_TABLE1["llama-3.2-1b"]
+    assert list(rob) == ["FFT", "FocalLoss", "LNSR", "NoisyTune", "PCGrad", "DSGD", "SWA",
+                         "ENS(×3)", "ENS(×5)", "ENS(×7)", "ENS(×9)", "DSGD(×9)"] == list(llama)
+    assert rob["FFT"]["tasks"]["multirc"] == (74.05, 14.50, False)
+    assert rob["NoisyTune"]["tasks"]["copa"] == (55.00, 0.00, True)
+    assert [t for t, v in llama["FocalLoss"]["tasks"].items() if v[2]] == ["boolq", "mrpc", "cola"]
+    assert (rob["DSGD"]["acc"], rob["DSGD"]["std"]) == (85.78, 1.42)
+    assert (llama["FFT"]["acc"], llama["FFT"]["std"]) == (77.69, 2.41)
+    t = nlp.paper_table1("roberta-large")
+    assert t.loc["PCGrad", "COPA"] == "69.60 ± 19.11" and t.loc["NoisyTune", "COPA"] == "55.00 ± 0.00†"
+
+
+def test_paper_average_check_by_hand():
+    chk = nlp.paper_average_check().set_index(["model", "method"])
+    # FFT, RoBERTa-large: (74.05 + 74.70 + 76.17 + 83.20 + 84.90 + 78.95) / 6 = 78.6617 (printed 78.66)
+    r = chk.loc[("RoBERTa-large", "FFT")]
+    assert r["mean_of_tasks_acc"] == pytest.approx(78.662, abs=1e-3) and r["acc_matches"]
+    # FocalLoss, RoBERTa-large: (73.38 + 80.40 + 77.29 + 81.22 + 86.52 + 83.82) / 6 = 80.438, printed 81.10
+    r = chk.loc[("RoBERTa-large", "FocalLoss")]
+    assert r["mean_of_tasks_acc"] == pytest.approx(80.438, abs=1e-3) and not r["acc_matches"]
+    # ENS(x5), RoBERTa-large: stds (12.12 + 3.43 + 2.58 + 0.14 + 0.90 + 7.36) / 6 = 4.422, printed 4.71
+    r = chk.loc[("RoBERTa-large", "ENS(×5)")]
+    assert r["mean_of_tasks_std"] == pytest.approx(4.422, abs=1e-3) and not r["std_matches"]
+    assert chk.loc[("Llama-3.2-1B", "DSGD(×9)"), "acc_matches"]
+
+
+# ---------------------------------------------------------------- the paper profile, offline
+def _tiny_paper_params() -> dict:
+    """The paper profile with only the downloads swapped: tiny models, hub fixtures."""
+    P = profile("paper")
+    assert P["models"] == ["roberta-large", "llama-3.2-1b"] and P["task_kwargs"] == {"source": "hub"}
+    P.update(models=["tiny-roberta", "tiny-llama"], task_kwargs={"source": "fixture"})
+    return P
+
+
+def test_paper_profile_code_path_on_tiny_models(tmp_path, monkeypatch):
+    from dsgd.cost import measure_step_times
+    from dsgd.report import format_table1, levene_table, table1
+
+    monkeypatch.setenv("DSGD_STORE", str(tmp_path / "scratch"))
+    P = _tiny_paper_params()
+    P.update(tasks=["copa", "multirc"], task_settings={k: P["task_settings"][k] for k in ("copa", "multirc")},
+             seeds=P["seeds"][:3])
+    cfgs = [c.replace(max_steps=1) for c in nlp.chapter_grid(P)]
+    part = nlp.select(cfgs, seeds=P["seeds"][:2], methods=["fft", "dsgd", "focal", "pcgrad", "swa"])
+    part += nlp.select(cfgs, seeds=P["seeds"][2:3], methods=["fft"])  # three FFT seeds: ENS(x3)
+    part = [c for c in part if c.task == "copa" or (c.method == "fft" and c.seed == P["seeds"][0])]
+    recs = run_sweep(part, workers=1, progress=False)
+    assert all(r["status"] == "ok" and r["timings"]["steps"] == 1 for r in recs), \
+        [r.get("error") for r in recs if r["status"] != "ok"]
+    assert {r["config"]["model"] for r in recs} == {"tiny-roberta", "tiny-llama"}
+    frame = nlp.nlp_frame(recs)
+    best, choice = nlp.best_of_search(frame, "FocalLoss")
+    assert set(choice["searched"]) == {len(P["focal_search"])}
+    swa_best, _ = nlp.best_of_search(frame, "SWA")
+    ens = nlp.ensemble_frame(recs, [3], [3], n_subsets=2)
+    assert set(ens["label"]) == {"ENS(×3)"}  # DSGD has 2 seeds only
+    full = pd.concat([frame, best, swa_best, ens], ignore_index=True)
+    for model in ("tiny-roberta", "tiny-llama"):
+        sub = full[full["model"] == model]
+        t = table1(sub, group_by="task", rows="label", order=nlp.row_order(sub["label"]), columns=P["tasks"])
+        assert "FocalLoss (best of search)" in t.index and "ENS(×3)" in t.index
+        assert t.loc["FFT", ("copa", "n")] == 3 and t.loc["FFT", ("multirc", "n")] == 1
+        assert len(format_table1(t)) == len(t)
+        assert {"FFT", "DSGD"} <= set(levene_table(sub, reference="FFT", rows="label")["label"]) | {"FFT"}
+    # the cost measurement of the profile (MultiRC), on the tiny RoBERTa
+    cost_cfg = next(c for c in cfgs if c.task == P["cost_task"] and c.model == "tiny-roberta")
+    steps = measure_step_times([("FFT", "fft", {}), ("DSGD", "dsgd", {}), ("PCGrad", "pcgrad", {})],
+                               cost_cfg, rounds=2, warmup=1)
+    assert list(steps["label"]) == ["FFT", "DSGD", "PCGrad"]
+    assert steps.set_index("label").loc["FFT", "paired_ratio"] == 1.0
+    assert steps.attrs["batch_shape"][0] == P["batch_size"] and steps.attrs["n_train"] == 6
+    assert torch.get_num_threads() == 1  # restored
+
+
+@pytest.mark.ray
+def test_paper_profile_on_the_ray_backend(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    P = _tiny_paper_params()
+    cfgs = [c.replace(max_steps=1) for c in nlp.select(nlp.chapter_grid(P), seeds=P["seeds"][:1], methods=["dsgd"])
+            if c.task == "rte"]
+    local = run_sweep(cfgs, tmp_path / "local", workers=1, progress=False)
+    remote = run_sweep(cfgs, tmp_path / "ray", backend="ray", workers=2, progress=False)
+    assert not ray.is_initialized()
+    assert [r["status"] for r in remote] == ["ok", "ok"]
+    for a, b in zip(local, remote):
+        assert a["run_id"] == b["run_id"] and a["predictions"] == b["predictions"]
+        np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=1e-5)

@@ -1,0 +1,137 @@
+"""Imbalanced-vision chapter: settings and the paper's column labels, class-wise (head vs
+tail) accuracy, the paper's Tables 2 and 5, the chapter's run grids, and the paper profile
+(tiny ViT on synthetic CIFAR-shaped arrays)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dsgd.vision_report import (PAPER_TABLE2, chapter_grid, classwise_accuracy, head_classes, head_tail,
+                                paper_column, paper_table2, parse_setting, setting_label, table5_check,
+                                task_for, train_class_counts, vision_frame)
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "notebooks" / "params" / "vision"
+
+
+def test_settings_and_paper_labels():
+    assert parse_setting("lt:100") == ("lt", 100.0)
+    assert parse_setting("step:2") == ("step", 2.0)
+    for bad in ("lt", "lt:x", "tail:100", "lt:0.5"):
+        with pytest.raises(ValueError):
+            parse_setting(bad)
+    # the paper's "50" columns hold ratio 2 (factor 0.5); a true ratio 50 is no paper column
+    assert paper_column("lt", 2.0) == "50" and paper_column("step", 100.0) == "100"
+    assert paper_column("lt", 50.0) is None
+    assert setting_label("cifar10", "lt", 2.0) == "CIFAR-10 long-tailed ρ=2 (paper: 50)"
+    assert setting_label("fashion_mnist", "step", 100.0) == "Fashion-MNIST step ρ=100"
+
+
+def test_task_for_datasets():
+    assert task_for("fashion_mnist", "lt:100", n_max=300) == ("fashion_mnist_lt", {"imbalance_ratio": 100.0,
+                                                                                   "n_max": 300.0})
+    assert task_for("cifar100", "step:2", source="synthetic") == (
+        "cifar100", {"imbalance_ratio": 2.0, "imbalance": "step", "source": "synthetic"})
+    assert task_for("cifar10", "lt:100", source="hub") == ("cifar10", {"imbalance_ratio": 100.0, "imbalance": "lt"})
+
+
+def test_classwise_and_head_tail_hand_worked():
+    labels = [0, 0, 1, 1, 2, 2, 3, 3]
+    preds = [0, 0, 1, 0, 0, 2, 0, 0]
+    np.testing.assert_allclose(classwise_accuracy(preds, labels, 4), [1.0, 0.5, 0.5, 0.0])
+    # counts 100, 30, 10, 1 -> head = classes 0, 1; tail = 2, 3
+    assert head_classes([100, 30, 10, 1]) == ([0, 1], [2, 3])
+    ht = head_tail(preds, labels, [100, 30, 10, 1])
+    assert ht["head_accuracy"] == pytest.approx(0.75)
+    assert ht["tail_accuracy"] == pytest.approx(0.25)
+    assert ht["balanced_accuracy"] == pytest.approx(0.5)
+    # odd number of classes: the middle class belongs to the head (C - C // 2 head classes)
+    assert head_classes([5, 4, 3]) == ([0, 1], [2])
+    # step sets: head = the full classes, tail = the reduced ones
+    assert head_classes(train_class_counts("cifar10", "step", 100, None)) == ([0, 1, 2, 3, 4], [5, 6, 7, 8, 9])
+
+
+def test_vision_frame_from_a_record():
+    rec = {"run_id": "r", "status": "ok", "verdict": "success", "majority_rate": 0.1,
+           "config": {"task": "fashion_mnist_lt", "task_kwargs": {"imbalance_ratio": 100.0, "n_max": 300.0},
+                      "method": "dsgd", "seed": 42, "model": "efficientnet-lite0"},
+           "metrics": {"accuracy": 0.6}, "timings": {"total_s": 12.0, "s_per_step": 0.2},
+           # classes 0-4 all right, classes 5-9 all wrong (two images per class)
+           "labels": [c for c in range(10) for _ in range(2)],
+           "predictions": [c if c < 5 else 0 for c in range(10) for _ in range(2)]}
+    row = vision_frame([rec]).iloc[0]
+    assert row["setting"] == "Fashion-MNIST long-tailed ρ=100"
+    assert row["head_accuracy"] == 1.0 and row["tail_accuracy"] == 0.0
+    assert row["n_train"] == 740  # 300, 179, 107, 64, 38, 23, 13, 8, 5, 3
+
+
+def test_table5_every_paper_size_reproduced():
+    t = table5_check()
+    assert len(t) == 8 and t["match"].all()
+
+
+def test_paper_table2_transcription_spot_checks():
+    # numbers the paper's text repeats: focal loss std 14.22 on CIFAR-10 step "100" and
+    # 10.70 on CIFAR-100 long-tailed "100"
+    assert PAPER_TABLE2["focal"][2] == (70.31, 14.22)
+    assert PAPER_TABLE2["focal"][4] == (64.68, 10.70)
+    t = paper_table2(numbers=True)
+    assert t.loc["dsgd", ("CIFAR-100 step ρ=100", "mean")] == 59.91
+    assert "CIFAR-10 long-tailed ρ=2 (paper: 50)" in paper_table2().columns
+
+
+def _profile(name):
+    return yaml.safe_load((PARAMS / f"{name}.yaml").read_text())
+
+
+def _notebook_defaults():
+    from tests.test_hygiene import parameters_of
+
+    return parameters_of(ROOT / "notebooks" / "vision.ipynb")
+
+
+def test_stored_sweep_file_holds_the_cpu_full_runs():
+    """The stored result set is the chapter's cpu-full profile (same run ids), and the
+    embedded build's runs are a subset of it."""
+    from dsgd.sweep import configs_from_params, load_params
+
+    sweep = load_params(ROOT / "results" / "vision" / "sweep.yaml")
+    stored = {c.run_id() for c in configs_from_params(sweep)}
+    P = {**_notebook_defaults(), **_profile("cpu-full")}
+    full = {c.run_id() for c in chapter_grid(P)}
+    assert stored == full
+    build = {c.run_id() for c in chapter_grid(_notebook_defaults())}
+    assert build <= stored
+    P = _profile("cpu-full")
+    assert len(P["seeds"]) >= 5 and {"fft", "focal", "lnsr", "noisytune", "pcgrad", "dsgd"} <= set(P["methods"])
+
+
+def test_paper_profile_runs_with_tiny_vit_on_synthetic_cifar():
+    from dsgd.engine import train_run
+
+    P = {**_notebook_defaults(), **_profile("paper")}
+    assert P["model"] == "vit-base" and P["lr"] == 1e-3 and P["batch_size"] == 128 and P["epochs"] == 5.0
+    assert P["datasets"] == ["cifar10", "cifar100"] and set(P["settings"]) == {"lt:100", "lt:2", "step:100", "step:2"}
+    configs = chapter_grid(P)
+    assert len(configs) == 2 * 4 * len(P["methods"]) * len(P["seeds"])
+    # the same runs with a tiny random ViT on synthetic CIFAR-shaped images, 2 steps
+    pick = [c for c in configs if c.seed == P["seeds"][0] and c.method in ("fft", "dsgd")
+            and c.task_kwargs["imbalance_ratio"] == 100.0 and c.task_kwargs["imbalance"] == "lt"]
+    assert {c.task for c in pick} == {"cifar10", "cifar100"}
+    recs = []
+    for c in pick:
+        tiny = c.replace(model="tiny-vit", model_kwargs={}, max_steps=2, eval_size=None,
+                         task_kwargs={**c.task_kwargs, "source": "synthetic", "synthetic_per_class": 100,
+                                      "n_max": 100.0})
+        rec = train_run(tiny)
+        assert rec["status"] == "ok" and rec["timings"]["steps"] == 2
+        assert rec["config"]["batch_size"] == 128 and rec["config"]["grad_accum"] == 2
+        recs.append(rec)
+    fr = vision_frame(recs)
+    assert set(fr["setting"]) == {"CIFAR-10 long-tailed ρ=100", "CIFAR-100 long-tailed ρ=100"}
+    assert fr["head_accuracy"].between(0, 1).all() and fr["tail_accuracy"].between(0, 1).all()
