@@ -247,8 +247,10 @@ def main() -> None:
     ap.add_argument("target", choices=["setup", "book", "execute", "html", "test", "pytest"])
     ap.add_argument("--only", nargs="*", help="execute only these chapters (file stems)")
     ap.add_argument("--force-setup", action="store_true")
-    ap.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    a = ap.parse_args()
+    # everything make.py does not know is handed to pytest (``make.py pytest -k nlp -x``)
+    a, a.pytest_args = ap.parse_known_args()
+    if a.pytest_args and a.target not in ("test", "pytest"):
+        ap.error(f"unknown arguments for {a.target!r}: {' '.join(a.pytest_args)}")
     try:
         if a.target in ("setup", "book", "test", "execute"):
             setup(a.force_setup)

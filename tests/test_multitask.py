@@ -250,8 +250,8 @@ def _paper_configs(methods=("fft", "dsgd"), seeds=(42,)):
     from dsgd.multitask import chapter_grid
     from tests.test_hygiene import parameters_of
 
-    P = {**parameters_of(ROOT / "notebooks" / "drafts" / "multitask.ipynb"),
-         **yaml.safe_load((ROOT / "notebooks" / "drafts" / "params" / "multitask" / "paper.yaml").read_text())}
+    P = {**parameters_of(ROOT / "notebooks" / "multitask.ipynb"),
+         **yaml.safe_load((ROOT / "notebooks" / "params" / "multitask" / "paper.yaml").read_text())}
     assert P["model"] == "roberta-large" and P["epochs"] == 8.0 and len(P["seeds"]) == 10
     assert (P["batch_size"], P["grad_accum"]) == (5, 2)
     configs = chapter_grid(P)
@@ -299,8 +299,8 @@ def test_stored_sweep_file_holds_the_cpu_full_runs():
     from dsgd.sweep import configs_from_params, load_params
     from tests.test_hygiene import parameters_of
 
-    defaults = parameters_of(ROOT / "notebooks" / "drafts" / "multitask.ipynb")
-    full = yaml.safe_load((ROOT / "notebooks" / "drafts" / "params" / "multitask" / "cpu-full.yaml").read_text())
+    defaults = parameters_of(ROOT / "notebooks" / "multitask.ipynb")
+    full = yaml.safe_load((ROOT / "notebooks" / "params" / "multitask" / "cpu-full.yaml").read_text())
     stored = {c.run_id() for c in configs_from_params(load_params(ROOT / "results" / "multitask" / "sweep.yaml"))}
     assert stored == {c.run_id() for c in chapter_grid({**defaults, **full})}
     assert {c.run_id() for c in chapter_grid(defaults)} <= stored

@@ -21,8 +21,8 @@ from dsgd.weighting import dsgd_loss, soft_example_weights
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-NB = ROOT / "notebooks" / "drafts" / "sensitivity.ipynb"
-PARAMS = ROOT / "notebooks" / "drafts" / "params" / "sensitivity"
+NB = ROOT / "notebooks" / "sensitivity.ipynb"
+PARAMS = ROOT / "notebooks" / "params" / "sensitivity"
 LN2 = math.log(2.0)
 
 
