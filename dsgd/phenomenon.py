@@ -42,7 +42,7 @@ from dsgd.config import RunConfig
 
 SUCCESS = "success"
 NON_SUCCESS = ("collapsed", "failed", "degenerate", "diverged")
-VERIFY_TOLERANCE = 0.005  # half a percentage point of accuracy, as dsgd.sweep.verify_sample
+from dsgd.sweep import VERIFY_TOLERANCE, reproduces  # half a point of accuracy
 
 
 # =========================================================================== arms
@@ -564,13 +564,10 @@ def compare_with_stored(computed: Iterable[dict[str, Any]], stored: Iterable[dic
             row.update({"stored": None, "stored_verdict": None, "diff": None,
                         "same_predictions": None, "ok": None})
         else:
-            b = (s.get("metrics") or {}).get("accuracy")
-            diff = abs(float(a) - float(b)) if a is not None and b is not None else math.nan
+            ok, b, _, diff = reproduces(s, r, "accuracy", tolerance)
             row.update({
                 "stored": b, "stored_verdict": s.get("verdict"), "diff": diff,
-                "same_predictions": r.get("predictions") == s.get("predictions"),
-                "ok": bool(r.get("status") == s.get("status") and r.get("verdict") == s.get("verdict")
-                           and (diff <= tolerance or (a is None and b is None))),
+                "same_predictions": r.get("predictions") == s.get("predictions"), "ok": ok,
             })
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id", "arm", "seed", "stored", "recomputed", "diff",

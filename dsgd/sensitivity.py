@@ -40,7 +40,7 @@ import pandas as pd
 from dsgd.config import RunConfig
 
 SUCCESS = "success"
-VERIFY_TOLERANCE = 0.005  # as dsgd.sweep.verify_sample: half a point of accuracy
+from dsgd.sweep import VERIFY_TOLERANCE, reproduces  # half a point of accuracy
 FFT, DSGD = "FFT", "DSGD"
 
 # The paper's PEFT settings (its "Figure 5" table, reported by the paper): learning rate,
@@ -600,11 +600,7 @@ def compare_records(computed: Iterable[dict[str, Any]], stored: Iterable[dict[st
         old = by_id.get(new["run_id"])
         if old is None:
             continue
-        a = float((old.get("metrics") or {}).get("accuracy") or math.nan)
-        b = float((new.get("metrics") or {}).get("accuracy") or math.nan)
-        diff = abs(b - a)
-        ok = (new.get("status") == old.get("status") and new.get("verdict") == old.get("verdict")
-              and (diff <= tolerance or (math.isnan(a) and math.isnan(b))))
+        ok, a, b, diff = reproduces(old, new, "accuracy", tolerance)
         rows.append({"run_id": new["run_id"], "stored": a, "recomputed": b, "diff": diff,
                      "stored_verdict": old.get("verdict"), "recomputed_verdict": new.get("verdict"),
                      "ok": bool(ok)})

@@ -549,12 +549,32 @@ def _number(x: Any) -> float:
         return math.nan
 
 
+VERIFY_TOLERANCE = 0.005  # half a percentage point of accuracy
+_FLOAT_SLACK = 1e-9  # 0.655 - 0.65 is 0.00500000000000006 in floating point
+
+
+def reproduces(stored: dict[str, Any], recomputed: dict[str, Any], metric: str = "accuracy",
+               tolerance: float = VERIFY_TOLERANCE) -> tuple[bool, float, float, float]:
+    """Whether a recomputed run reproduces its stored record: same status, same verdict
+    and ``|stored - recomputed| <= tolerance`` for ``metric`` (both NaN counts as equal,
+    e.g. a run that diverged twice). ``tolerance`` is compared with a 1e-9 slack, so that
+    a difference of exactly half a point passes. Returns ``(ok, stored, recomputed, diff)``."""
+    a = _number((stored.get("metrics") or {}).get(metric))
+    b = _number((recomputed.get("metrics") or {}).get(metric))
+    diff = abs(b - a)
+    same_nan = math.isnan(a) and math.isnan(b)
+    ok = (recomputed.get("status") == stored.get("status")
+          and recomputed.get("verdict") == stored.get("verdict")
+          and (diff <= tolerance + _FLOAT_SLACK or same_nan))
+    return bool(ok), a, b, diff
+
+
 def verify_sample(
     store_or_folder: ResultStore | str | os.PathLike,
     k: int = 2,
     seed: int = 0,
     run_fn: RunFn | str | None = None,
-    tolerance: float = 0.005,
+    tolerance: float = VERIFY_TOLERANCE,
     metric: str = "accuracy",
 ):
     """Recompute ``k`` randomly chosen finished runs and compare them with the store.
@@ -579,15 +599,7 @@ def verify_sample(
     for rec in chosen:
         cfg = RunConfig.from_dict(rec["config"])
         new = execute_run(_fn_ref(fn), cfg.to_dict())
-        a = _number((rec.get("metrics") or {}).get(metric))
-        b = _number((new.get("metrics") or {}).get(metric))
-        diff = abs(b - a)
-        same_nan = math.isnan(a) and math.isnan(b)  # e.g. diverged both times
-        ok = (
-            new["status"] == rec["status"]
-            and new.get("verdict") == rec.get("verdict")
-            and (diff <= tolerance or same_nan)
-        )
+        ok, a, b, diff = reproduces(rec, new, metric, tolerance)
         rows.append({
             "run_id": rec["run_id"], "stored": a, "recomputed": b, "diff": diff,
             "stored_verdict": rec.get("verdict"), "recomputed_verdict": new.get("verdict"),

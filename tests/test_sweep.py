@@ -349,3 +349,22 @@ def test_verify_and_table_with_diverged_runs(tmp_path):
     tab = table1(store.to_frame())
     assert tab.loc["nan", ("toy", "n")] == 0 and tab.loc["nan", ("runs", "failed")] == 2
     assert tab.loc["dsgd", ("toy", "n")] == 2
+
+
+def test_reproduces_criterion_by_hand():
+    """Same status and verdict, accuracy within half a point (inclusive), NaN == NaN."""
+    from dsgd.sweep import reproduces
+
+    def rec(acc, verdict="success", status="ok"):
+        return {"status": status, "verdict": verdict, "metrics": {"accuracy": acc}}
+
+    # exactly half a point apart: 0.655 - 0.65 is 0.0050000000000000044 in binary floating point
+    assert reproduces(rec(0.65), rec(0.655))[0]
+    assert not reproduces(rec(0.65), rec(0.6551))[0]
+    ok, a, b, diff = reproduces(rec(0.90), rec(0.898))
+    assert ok and (a, b) == (0.90, 0.898) and abs(diff - 0.002) < 1e-12
+    assert not reproduces(rec(0.65, "collapsed"), rec(0.65, "degenerate"))[0]  # verdict differs
+    assert not reproduces(rec(0.65), rec(0.65, status="error"))[0]
+    nan = float("nan")
+    assert reproduces(rec(nan, "diverged", "diverged"), rec(nan, "diverged", "diverged"))[0]
+    assert not reproduces(rec(0.7), rec(nan))[0]
