@@ -546,23 +546,18 @@ def figure3(df: pd.DataFrame, time: str, rows: str = "label", metric: str = "acc
     the dots would overlap, most methods costing about what FFT costs). Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from dsgd.report import sample_std
+    from dsgd.report import cost_points
 
     if ax is None:
         fig, ax = plt.subplots(figsize=(8.5, 4.8))
     else:
         fig = ax.figure
     markers = "osD^vP*Xhp<>"
-    for i, lab in enumerate(row_order(df[rows])):
-        cell = df[df[rows] == lab]
-        y = pd.to_numeric(cell[metric], errors="coerce").dropna().to_numpy() * scale
-        x = pd.to_numeric(cell[time], errors="coerce").dropna().to_numpy()
-        if not y.size or not x.size:
-            continue
-        s = sample_std(y)
-        ax.scatter([x.mean()], [y.mean()], s=min_size + size_per_std * (0.0 if math.isnan(s) else s),
+    points = cost_points(df, metric, rows, time, scale, order=row_order(df[rows]))
+    for i, (lab, x, y, s, n) in enumerate(points):
+        ax.scatter([x], [y], s=min_size + size_per_std * (0.0 if math.isnan(s) else s),
                    marker=markers[i % len(markers)], alpha=0.65, edgecolors="black", linewidths=0.6,
-                   label=f"{lab} (±{s:.1f}, n={y.size})" if not math.isnan(s) else f"{lab} (n={y.size})")
+                   label=f"{lab} (±{s:.1f}, n={n})" if not math.isnan(s) else f"{lab} (n={n})")
     if majority is not None and math.isfinite(majority):
         ax.axhline(majority * scale, ls="--", lw=1, color="#495057", label="majority class")
     ax.set_xscale("log", base=2)

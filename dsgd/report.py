@@ -338,6 +338,21 @@ def strip_plot(df: pd.DataFrame, metric: str = "accuracy", group_by: str = "task
     return fig
 
 
+def cost_points(df: pd.DataFrame, metric: str, rows: str, time: str, scale: float = 100.0,
+                order: Sequence[Any] | None = None) -> list[tuple[Any, float, float, float, int]]:
+    """The points of a Figure-3 plot: per row ``(label, mean time, mean metric * scale,
+    sample std of metric * scale, number of runs)``, rows in ``order`` (else first
+    appearance); rows without a finite metric or time are left out."""
+    out = []
+    for m in _ordered(df[rows].tolist(), order):
+        cell = df[df[rows] == m]
+        y = pd.to_numeric(cell[metric], errors="coerce").dropna().to_numpy() * scale
+        x = pd.to_numeric(cell[time], errors="coerce").dropna().to_numpy()
+        if y.size and x.size:
+            out.append((m, float(x.mean()), float(y.mean()), sample_std(y), int(y.size)))
+    return out
+
+
 def cost_plot(df: pd.DataFrame, metric: str = "accuracy", rows: str = "method",
               time: str = "timings.s_per_epoch", scale: float = 100.0,
               size_per_std: float = 40.0, min_size: float = 20.0, ax=None):
@@ -351,16 +366,10 @@ def cost_plot(df: pd.DataFrame, metric: str = "accuracy", rows: str = "method",
         fig, ax = plt.subplots(figsize=(5, 3.6))
     else:
         fig = ax.figure
-    for m in _ordered(df[rows].tolist(), None):
-        cell = df[df[rows] == m]
-        y = pd.to_numeric(cell[metric], errors="coerce").dropna().to_numpy() * scale
-        x = pd.to_numeric(cell[time], errors="coerce").dropna().to_numpy()
-        if not y.size or not x.size:
-            continue
-        s = sample_std(y)
+    for m, x, y, s, _ in cost_points(df, metric, rows, time, scale):
         size = min_size + size_per_std * (0.0 if math.isnan(s) else s)
-        ax.scatter([x.mean()], [y.mean()], s=size, alpha=0.6, edgecolors="black", linewidths=0.6)
-        ax.annotate(f"{m}\n±{s:.1f}" if not math.isnan(s) else str(m), (x.mean(), y.mean()),
+        ax.scatter([x], [y], s=size, alpha=0.6, edgecolors="black", linewidths=0.6)
+        ax.annotate(f"{m}\n±{s:.1f}" if not math.isnan(s) else str(m), (x, y),
                     textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("seconds per epoch" if time.endswith("s_per_epoch") else time)
     ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)}" + (" (%)" if scale == 100 else ""))

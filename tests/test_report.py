@@ -304,3 +304,18 @@ def test_ensemble_needs_same_labels():
     recs[1] = dict(recs[1], labels=list(reversed(recs[1]["labels"])))
     with pytest.raises(ValueError, match="different labels"):
         ensemble_table(recs, sizes=(3,))
+
+
+def test_cost_points_by_hand():
+    """Mean time, mean accuracy (%) and sample std per row, in the given order."""
+    from dsgd.report import cost_points
+
+    d = pd.DataFrame({"method": ["fft", "fft", "dsgd", "dsgd", "x"],
+                      "accuracy": [0.60, 0.80, 0.70, 0.70, None],
+                      "t": [10.0, 12.0, 11.0, 13.0, 5.0]})
+    pts = cost_points(d, "accuracy", "method", "t", order=["dsgd", "fft"])
+    assert [p[0] for p in pts] == ["dsgd", "fft"]  # "x" has no finite accuracy: left out
+    lab, x, y, s, n = pts[1]
+    assert (x, n) == (11.0, 2) and abs(y - 70.0) < 1e-9
+    assert abs(s - (200 ** 0.5)) < 1e-9  # values 60 and 80: sample variance 200
+    assert pts[0][3] == 0.0 and abs(pts[0][2] - 70.0) < 1e-9
