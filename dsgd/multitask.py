@@ -45,7 +45,8 @@ Entry point: :func:`train_run` (``RunConfig -> record``) has the signature of
 (``dsgd sweep PARAMS --run-fn dsgd.multitask:train_run``). Its record is the engine's
 (overall metrics over the union) plus ``tasks`` (the label blocks) and ``per_task``
 (accuracy, MCC, majority rate and verdict of each task). :func:`multitask_frame` turns
-records into one row per (run, task) and :func:`table6` gives the paper's Table-6 layout.
+records into one row per (run, task). The multitask chapter's grid and its Table-6 layout
+are in :mod:`dsgd.chapters.multitask`.
 """
 from __future__ import annotations
 
@@ -406,36 +407,7 @@ def train_run(cfg: RunConfig | dict[str, Any], *, callbacks: Sequence[Any] | Non
     return (record, trained) if keep_model else record
 
 
-# ============================================================================= grids
-def multitask_grid(pairs: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
-                   base: dict[str, Any], method_kwargs: dict[str, dict[str, Any]] | None = None) -> list[RunConfig]:
-    """Run configs for every (pair, method, seed), in that order; ``pairs`` are task names
-    such as ``"mrpc+rte"``, ``base`` the shared RunConfig fields, ``method_kwargs`` each
-    method's settings (e.g. ``{"swa": {"window": 3}}``)."""
-    from dsgd.sweep import expand_grid
-    from dsgd.vision_report import method_variants
-
-    for p in pairs:
-        parse_tasks(p)
-    variants = method_variants(methods, method_kwargs)
-    return expand_grid(dict(base), task=list(pairs), variants=variants, seed=list(seeds))
-
-
-def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
-    """The runs of the multitask chapter from its parameters (the notebook's
-    ``parameters`` cell or a profile such as ``notebooks/params/multitask/paper.yaml``):
-    ``pairs, methods, seeds, model, model_kwargs, task_kwargs, lr, epochs, batch_size,
-    grad_accum, max_length, train_size, eval_size, swa_window``."""
-    base = {"model": P["model"], "model_kwargs": dict(P.get("model_kwargs") or {}),
-            "task_kwargs": dict(P.get("task_kwargs") or {}), "lr": float(P["lr"]),
-            "epochs": float(P["epochs"]), "batch_size": int(P["batch_size"]),
-            "grad_accum": int(P.get("grad_accum", 1)), "max_length": int(P["max_length"]),
-            "train_size": P.get("train_size"), "eval_size": P.get("eval_size")}
-    mk = {"swa": {"window": int(P.get("swa_window", 3))}}
-    return multitask_grid(P["pairs"], P["methods"], P["seeds"], base, method_kwargs=mk)
-
-
-# ============================================================================= tables
+# ============================================================================= records
 def multitask_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per (run, task): ``pair`` (the run's task, e.g. ``mrpc+rte``), ``task``,
     ``column`` (``"mrpc+rte: rte"``), ``method``, ``seed``, ``accuracy``, ``mcc``,
@@ -457,74 +429,3 @@ def multitask_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
                          "s_per_step": (r.get("timings") or {}).get("s_per_step"),
                          "total_s": (r.get("timings") or {}).get("total_s")})
     return pd.DataFrame(rows)
-
-
-def table6(frame: pd.DataFrame, order: Sequence[str] | None = None, digits: int = 2,
-           columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's Table-6 layout: per (pair, task) column ``mean ± std`` of accuracy over
-    seeds (percent), then ``ACC`` (mean of the column means) and ``STD`` (mean of the
-    column standard deviations, sample std). Returns ``(numbers, formatted)`` from
-    :func:`dsgd.report.table1` / :func:`dsgd.report.format_table1`."""
-    from dsgd.report import format_table1, table1
-
-    t = table1(frame, metric="accuracy", group_by="column", rows="method", order=order,
-               columns=columns)
-    return t, format_table1(t, digits=digits)
-
-
-# The paper's Table 6 (reported by the paper): RoBERTa-large, mean ± std accuracy (%)
-# over 10 seeds; columns (pair, task).
-PAPER_TABLE6_COLUMNS = [("mrpc+rte", "mrpc"), ("mrpc+rte", "rte"), ("mrpc+cola", "mrpc"),
-                        ("mrpc+cola", "cola"), ("rte+cola", "rte"), ("rte+cola", "cola")]
-PAPER_TABLE6: dict[str, list[tuple[float, float]]] = {
-    "fft": [(85.22, 8.91), (76.03, 12.41), (77.33, 10.64), (77.30, 8.63), (68.30, 16.05), (80.51, 7.88)],
-    "pcgrad": [(88.63, 0.67), (83.25, 1.99), (76.67, 10.70), (75.66, 8.44), (80.94, 10.10), (83.99, 5.26)],
-    "lnsr": [(81.18, 11.03), (69.75, 14.69), (88.01, 6.93), (83.74, 5.17), (79.24, 11.54), (83.59, 5.12)],
-    "noisytune": [(84.78, 8.87), (75.02, 12.68), (70.80, 6.76), (71.74, 5.46), (68.16, 14.94), (81.14, 6.86)],
-    "swa": [(79.68, 9.97), (65.56, 14.62), (79.63, 10.86), (79.01, 8.54), (76.79, 12.55), (85.54, 1.04)],
-    "dsgd": [(88.14, 1.20), (81.73, 1.56), (88.95, 0.80), (85.21, 0.57), (83.10, 2.56), (85.35, 0.47)],
-}
-PAPER_TABLE6_AVERAGE = {"fft": (77.44, 10.75), "pcgrad": (81.52, 6.19), "lnsr": (80.91, 9.08),
-                        "noisytune": (75.27, 9.26), "swa": (77.68, 9.59), "dsgd": (85.41, 1.19)}
-
-
-def paper_table6() -> pd.DataFrame:
-    """The paper's Table 6 as printed (strings ``mean ± std``, then ACC and STD), labelled
-    as reported by the paper."""
-    data = {}
-    for (pair, task) in PAPER_TABLE6_COLUMNS:
-        data[f"{pair}: {task}"] = []
-    data["ACC"], data["STD"] = [], []
-    for m, cells in PAPER_TABLE6.items():
-        for (pair, task), (mu, sd) in zip(PAPER_TABLE6_COLUMNS, cells):
-            data[f"{pair}: {task}"].append(f"{mu:.2f} ± {sd:.2f}")
-        data["ACC"].append(f"{PAPER_TABLE6_AVERAGE[m][0]:.2f}")
-        data["STD"].append(f"{PAPER_TABLE6_AVERAGE[m][1]:.2f}")
-    df = pd.DataFrame(data, index=pd.Index(list(PAPER_TABLE6), name="method"))
-    df.attrs["source"] = "reported by the paper (Table 6, RoBERTa-large, 10 seeds)"
-    return df
-
-
-def paper_table6_check() -> pd.DataFrame:
-    """The paper's ACC/STD columns against the mean of its six column means / stds
-    (a consistency check of the printed table)."""
-    rows = []
-    for m, cells in PAPER_TABLE6.items():
-        rows.append({"method": m, "ACC (printed)": PAPER_TABLE6_AVERAGE[m][0],
-                     "mean of column means": round(float(np.mean([c[0] for c in cells])), 2),
-                     "STD (printed)": PAPER_TABLE6_AVERAGE[m][1],
-                     "mean of column stds": round(float(np.mean([c[1] for c in cells])), 2)})
-    return pd.DataFrame(rows).set_index("method")
-
-
-def failed_counts(frame: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per method (rows, in ``order``) and column: ``"failed/runs"``, where failed means the
-    task's verdict is failed, collapsed or diverged (at or below its majority class)."""
-    bad = frame["verdict"].isin(["failed", "collapsed", "diverged"])
-    g = frame.assign(bad=bad).groupby(["method", "column"], sort=False)["bad"]
-    out = (g.sum().astype(int).astype(str) + "/" + g.size().astype(str)).unstack("column")
-    out = out[list(dict.fromkeys(frame["column"]))]
-    if order is not None:
-        out = out.reindex([m for m in order if m in out.index] + [m for m in out.index if m not in order])
-    return out
-

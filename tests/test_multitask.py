@@ -14,9 +14,9 @@ import yaml
 
 from dsgd.config import RunConfig
 from dsgd.methods import StepContext, get_method
-from dsgd.multitask import (FILL, PAPER_TABLE6, PAPER_TABLE6_AVERAGE, TaskHeads, block_offsets,
-                            build_multitask_model, load_multitask, multitask_frame, parse_tasks,
-                            per_task_metrics, table6, task_of_label, train_run)
+from dsgd.chapters.multitask import PAPER_TABLE6, PAPER_TABLE6_AVERAGE, table6
+from dsgd.multitask import (FILL, TaskHeads, block_offsets, build_multitask_model, load_multitask,
+                            multitask_frame, parse_tasks, per_task_metrics, task_of_label, train_run)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_paper_table6_transcription_is_self_consistent():
 # ----------------------------------------------------------------------------- runs
 def _paper_configs(methods=("fft", "dsgd"), seeds=(42,)):
     """The paper profile's runs, with tiny RoBERTa on the hub fixtures for 2 steps."""
-    from dsgd.multitask import chapter_grid
+    from dsgd.chapters.multitask import chapter_grid
     from tests.test_hygiene import parameters_of
 
     P = {**parameters_of(ROOT / "notebooks" / "multitask.ipynb"),
@@ -295,7 +295,7 @@ def test_bad_method_fails_before_loading():
 def test_stored_sweep_file_holds_the_cpu_full_runs():
     """The stored result set is the chapter's cpu-full profile (same run ids), and the
     embedded build's runs are a subset of it."""
-    from dsgd.multitask import chapter_grid
+    from dsgd.chapters.multitask import chapter_grid
     from dsgd.sweep import configs_from_params, load_params
     from tests.test_hygiene import parameters_of
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from dsgd import nlp
+from dsgd.chapters import nlp
 from dsgd.config import RunConfig
 from dsgd.store import ResultStore
 from dsgd.sweep import configs_from_params, run_sweep, verify_sample
@@ -119,7 +119,7 @@ def test_grid_shares_runs_with_the_phenomenon_chapter():
     nb = ROOT / "notebooks" / "phenomenon.ipynb"
     if not nb.exists():
         pytest.skip("the phenomenon chapter is not written yet")
-    from dsgd.phenomenon import arm_configs, chapter_config
+    from dsgd.chapters.phenomenon import arm_configs, chapter_config
     from tests.test_hygiene import parameters_of
 
     ph = parameters_of(nb)

@@ -14,7 +14,7 @@ import yaml
 
 from dsgd.config import RunConfig
 from dsgd.engine import train_run
-from dsgd.phenomenon import (arm_label, build_plan, chapter_config, compare_with_stored, cosine_by_phase, cosine_shares,
+from dsgd.chapters.phenomenon import (arm_label, build_plan, chapter_config, compare_with_stored, cosine_by_phase, cosine_shares,
                              ensure_runs, arm_configs, mechanism_frame, outcome_frame,
                              outcome_summary, paired_outcomes, pick_seeds, plateau_exit, probe_frame,
                              representation_examples, run_with_representations, search_rows,

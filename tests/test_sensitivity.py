@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from dsgd import sensitivity as S
+from dsgd.chapters import sensitivity as S
 from dsgd.config import RunConfig
 from dsgd.engine import train_run
 from dsgd.methods import get_method

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from dsgd.vision_report import (PAPER_TABLE2, chapter_grid, classwise_accuracy, head_classes, head_tail,
+from dsgd.chapters.vision import (PAPER_TABLE2, chapter_grid, classwise_accuracy, head_classes, head_tail,
                                 paper_column, paper_table2, parse_setting, setting_label, table5_check,
                                 task_for, train_class_counts, vision_frame)
 

@@ -441,7 +441,7 @@ def run_with_representations(cfg: RunConfig | dict[str, Any], per_class: int = 5
                              example_seed: int = 0) -> dict[str, Any]:
     """:func:`dsgd.train_run` plus pooled-representation similarities, as one record.
 
-    Use as ``run_fn`` of :func:`dsgd.run_sweep` (``"dsgd.phenomenon:run_with_representations"``);
+    Use as ``run_fn`` of :func:`dsgd.run_sweep` (``"dsgd.chapters.phenomenon:run_with_representations"``);
     there ``per_class`` / ``example_seed`` come from ``cfg.tags`` (tags are not part of the
     run id), e.g. ``cfg.replace(tags={"per_class": 5})``.
     The model and the task are loaded exactly as the engine loads them and handed to it, so
@@ -509,7 +509,7 @@ def _has(record: dict[str, Any] | None, need: Sequence[str], cfg: RunConfig | No
 
 def ensure_runs(configs: Sequence[RunConfig], store: Any = None, *, workers: int = 2,
                 threads_per_worker: int = 1,
-                run_fn: str = "dsgd.phenomenon:run_with_representations",
+                run_fn: str = "dsgd.chapters.phenomenon:run_with_representations",
                 need: Sequence[str] = ("representations", "probe"),
                 progress: bool = False) -> list[dict[str, Any]]:
     """Compute ``configs`` into ``store`` (default: the build store, ``$DSGD_STORE``) with

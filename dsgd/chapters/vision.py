@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from dsgd.chapters._common import method_variants
 from dsgd.config import RunConfig
 
 KIND_NAMES = {"lt": "long-tailed", "step": "step"}
@@ -111,18 +112,6 @@ def vision_grid(datasets: Sequence[str], settings: Sequence[str], methods: Seque
             b = dict(base, task=task, task_kwargs={**base.get("task_kwargs", {}), **kw})
             configs += expand_grid(b, variants=variants, seed=list(seeds))
     return configs
-
-
-def method_variants(methods: Sequence[str], method_kwargs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """``[{"method": m, "method_kwargs": {...}}, ...]``; settings of methods not run are
-    ignored, a name that is no method at all is an error (a typo)."""
-    from dsgd.methods import METHODS
-
-    method_kwargs = dict(method_kwargs or {})
-    unknown = sorted(set(method_kwargs) - set(METHODS)) + sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
-    return [{"method": m, "method_kwargs": dict(method_kwargs.get(m, {}))} for m in methods]
 
 
 def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:

@@ -396,7 +396,7 @@ def import_runs(source: Any, target: Any, configs: Sequence[RunConfig], note: st
             recs.append(rec)
     if copied:
         prov = dst.provenance
-        s = prov.start_session(command=["dsgd.nlp.import_runs", str(src.path)], kind="import",
+        s = prov.start_session(command=["dsgd.chapters.nlp.import_runs", str(src.path)], kind="import",
                                source=str(src.path), note=note, n_configs=len(configs))
         prov.end_session(s, recs, skipped=len(configs) - len(copied))
     return copied
