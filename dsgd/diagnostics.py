@@ -182,6 +182,34 @@ def verdict(
     return "success"
 
 
+FAILURE_KINDS = {"collapsed": "collapsed", "failed": "degenerate", "degenerate": "degenerate",
+                 "diverged": "diverged"}
+
+
+def failure_kind(verdict_name: str | None) -> str | None:
+    """The book's one vocabulary for a run's outcome, from its :func:`verdict`.
+
+    A run **fails** when it does no better than always predicting the majority class, and
+    succeeds otherwise. A failed run is of one of three kinds:
+
+    * ``"collapsed"`` — one class for every held-out example (accuracy = that class's share);
+    * ``"degenerate"`` — several classes predicted but no better than the majority
+      classifier: accuracy at or below the majority rate (verdict ``"failed"``, the paper's
+      definition), or above it by luck with informedness ≤ :data:`DEGENERATE_MARGIN`
+      (verdict ``"degenerate"``);
+    * ``"diverged"`` — non-finite loss or metric.
+
+    Returns the kind, or ``None`` for a success. Tables that need the paper's strict count
+    (accuracy ≤ majority rate) report it beside this one and say so.
+    """
+    if verdict_name in (None, "success"):
+        return None
+    try:
+        return FAILURE_KINDS[verdict_name]
+    except KeyError:
+        raise ValueError(f"unknown verdict {verdict_name!r}; verdicts are {VERDICTS}") from None
+
+
 # ------------------------------------------------------------------ batches and outputs
 def _logits_of(outputs: Any) -> torch.Tensor:
     if isinstance(outputs, torch.Tensor):
@@ -461,7 +489,7 @@ def class_separation(reps: Any, labels: ArrayLike) -> float:
 
 
 __all__ = [
-    "VERDICTS", "DEGENERATE_MARGIN", "verdict", "majority_rate", "majority_metrics", "metrics",
+    "VERDICTS", "DEGENERATE_MARGIN", "FAILURE_KINDS", "failure_kind", "verdict", "majority_rate", "majority_metrics", "metrics",
     "confusion_matrix", "pick_dense_layers", "gradient_probe", "batch_grad_norm",
     "pooled_representations", "pairwise_cosine", "class_separation",
 ]

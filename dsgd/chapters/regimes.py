@@ -1,0 +1,664 @@
+"""Glue of the chapter "When does DSGD help?" (notebooks/regimes.ipynb).
+
+The chapter reads a stored result set that holds several *settings* (task × optimiser ×
+budget) and several *arms* (FFT, DSGD, DSGD with a floor, PCGrad, ...) on shared seeds,
+and answers, setting by setting, whether DSGD fails less often than plain fine-tuning —
+with exact intervals, paired exact tests, Holm's adjustment, time-to-escape curves, and
+the analytic mechanism of :mod:`dsgd.theory.resting` checked against the per-step records.
+Everything here is computed from records; no outcome is typed.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dsgd import stats
+from dsgd.config import RunConfig
+from dsgd.diagnostics import failure_kind
+from dsgd.survival import kaplan_meier, logrank, record_exit
+
+LN2 = math.log(2.0)
+ARM_ORDER = ["FFT", "DSGD", "DSGD, floor 0.5", "DSGD, floor 0.75", "PCGrad"]
+ARM_COLOURS = {"FFT": "#212529", "DSGD": "#e8590c", "DSGD, floor 0.5": "#1c7ed6",
+               "DSGD, floor 0.75": "#7048e8", "PCGrad": "#2b8a3e"}
+
+
+# ------------------------------------------------------------------------ naming
+def arm_label(cfg: dict[str, Any]) -> str:
+    """A short name for a run's method and its settings ("DSGD, floor 0.5", ...)."""
+    m = cfg.get("method")
+    sk = cfg.get("schedule_kwargs") or {}
+    mk = cfg.get("method_kwargs") or {}
+    name = {"fft": "FFT", "fft-nobc": "FFT", "dsgd": "DSGD", "pcgrad": "PCGrad"}.get(m, str(m))
+    parts = [name]
+    if m == "dsgd":
+        if cfg.get("schedule", "linear") != "linear" or float(cfg.get("tau", 1.0)) != 1.0:
+            parts.append(f"{cfg.get('schedule')} τ={cfg.get('tau')}")
+        for k in ("floor", "delay"):
+            if sk.get(k):
+                parts.append(f"{k} {sk[k]:g}")
+    if mk:
+        parts.append(", ".join(f"{k}={v}" for k, v in sorted(mk.items())))
+    if cfg.get("correct_from") == "eval":
+        parts.append("correct from eval pass")
+    return ", ".join(parts)
+
+
+def optimiser_label(cfg: dict[str, Any]) -> str:
+    """"AdamW" (with bias correction) or "Adam w/o bias corr." (fft-nobc or the switch)."""
+    nobc = cfg.get("method") == "fft-nobc" or cfg.get("adam_bias_correction") is False
+    return "AdamW w/o bias corr." if nobc else "AdamW"
+
+
+def budget_steps(record: dict[str, Any]) -> int:
+    """Optimizer steps the run was given (its history length when timings lack them)."""
+    t = record.get("timings") or {}
+    n = t.get("total_steps") or t.get("steps")
+    if n:
+        return int(n)
+    return len((record.get("history") or {}).get("step", []))
+
+
+def setting_label(task: str, optimiser: str, steps: int, lr: float) -> str:
+    extra = "" if optimiser == "AdamW" else f", {optimiser}"
+    return f"{task}, {steps} steps{extra}" + ("" if abs(lr - 1e-4) < 1e-12 else f", lr {lr:g}")
+
+
+# ------------------------------------------------------------------------ frames
+def run_frame(records: Iterable[dict[str, Any]], majority_share: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per finished run: setting, arm, seed, budget, accuracy, verdict, outcome
+    (the library's vocabulary: failed = not a success; kind = collapsed / degenerate /
+    diverged), the paper's strict test (accuracy ≤ majority rate) and the plateau exit
+    (when ``majority_share`` gives the task's training-set majority share)."""
+    rows = []
+    for r in records:
+        if r.get("status") not in ("ok", "diverged"):
+            continue
+        cfg = r["config"]
+        steps = budget_steps(r)
+        m = r.get("metrics") or {}
+        acc = float(m.get("accuracy", math.nan))
+        maj = float(r.get("majority_rate", m.get("majority_rate", math.nan)))
+        kind = failure_kind(r.get("verdict"))
+        row = {
+            "task": cfg["task"], "optimiser": optimiser_label(cfg), "steps": steps,
+            "lr": float(cfg.get("lr", math.nan)),
+            "arm": arm_label(cfg), "seed": int(cfg["seed"]), "accuracy": acc,
+            "balanced_accuracy": float(m.get("balanced_accuracy", math.nan)),
+            "majority_rate": maj, "verdict": r.get("verdict"),
+            "failed": kind is not None, "kind": kind or "",
+            "below_majority": bool(acc <= maj + 1e-9),
+            "run_id": r["run_id"],
+        }
+        row["setting"] = setting_label(row["task"], row["optimiser"], steps, row["lr"])
+        if majority_share and cfg["task"] in majority_share:
+            ex = record_exit(r, majority_share[cfg["task"]])
+            row["exit_step"] = ex.step if ex else math.nan
+            row["exited"] = bool(ex.observed) if ex else False
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df):
+        df = df.sort_values(["task", "optimiser", "steps", "arm", "seed"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def setting_order(df: pd.DataFrame) -> list[str]:
+    """Settings of the main task first, then by task, optimiser and budget."""
+    if not len(df):
+        return []
+    first = df["task"].value_counts().idxmax()
+    keys = df.drop_duplicates("setting")[["setting", "task", "optimiser", "steps"]]
+    keys = keys.assign(main=keys["task"] != first).sort_values(["main", "task", "optimiser", "steps"])
+    return keys["setting"].tolist()
+
+
+def arm_order(arms: Iterable[str]) -> list[str]:
+    arms = list(dict.fromkeys(arms))
+    return [a for a in ARM_ORDER if a in arms] + sorted(a for a in arms if a not in ARM_ORDER)
+
+
+# ----------------------------------------------------------------------- tables
+def failure_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and arm: runs, failures with a Clopper–Pearson 95 % interval, their
+    kinds, the paper's strict count (accuracy ≤ majority rate), and the mean accuracy with
+    a t interval — or a note when every run ended at one value (no spread to estimate)."""
+    out = []
+    for s in setting_order(df):
+        sub = df[df["setting"] == s]
+        for a in arm_order(sub["arm"]):
+            g = sub[sub["arm"] == a]
+            r = stats.rate_ci(int(g["failed"].sum()), len(g))
+            acc = 100 * g["accuracy"].to_numpy()
+            mean, lo, hi = stats.mean_ci(acc)
+            const = stats.is_constant(acc)
+            out.append({
+                "setting": s, "arm": a, "seeds": len(g), "failed": r.k,
+                "failure rate": r.rate, "CI low": r.lo, "CI high": r.hi,
+                "collapsed": int((g["kind"] == "collapsed").sum()),
+                "degenerate": int((g["kind"] == "degenerate").sum()),
+                "acc ≤ majority": int(g["below_majority"].sum()),
+                "accuracy %": mean,
+                "accuracy 95% CI": (f"all runs {mean:.1f}: no spread" if const and len(g) > 1
+                                    else f"{lo:.1f}–{hi:.1f}" if len(g) > 1 else "one run"),
+            })
+    return pd.DataFrame(out)
+
+
+def paired_comparisons(df: pd.DataFrame, reference: str = "FFT") -> pd.DataFrame:
+    """Every arm against ``reference`` within each setting, on the seeds both ran: exact
+    McNemar on the failure indicators, Holm-adjusted over all rows of the table. The
+    direction word is chosen from the counts."""
+    rows = []
+    for s in setting_order(df):
+        sub = df[df["setting"] == s]
+        ref = sub[sub["arm"] == reference].set_index("seed")
+        for a in arm_order(sub["arm"]):
+            if a == reference or not len(ref):
+                continue
+            g = sub[sub["arm"] == a].set_index("seed")
+            seeds = sorted(set(g.index) & set(ref.index))
+            if not seeds:
+                continue
+            fa, fr = g.loc[seeds, "failed"].to_numpy(bool), ref.loc[seeds, "failed"].to_numpy(bool)
+            res = stats.mcnemar_exact(fa, fr)
+            rows.append({"setting": s, "arm": a, "reference": reference, "shared seeds": len(seeds),
+                         "arm failed": int(fa.sum()), "reference failed": int(fr.sum()),
+                         "only arm failed": res["n10"], "only reference failed": res["n01"],
+                         "p": res["p_value"]})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p (Holm)"] = stats.holm(out["p"].tolist())
+        out["direction"] = [direction(r["arm failed"], r["reference failed"]) for _, r in out.iterrows()]
+        out["significant"] = out["p (Holm)"] < 0.05
+    return out
+
+
+def direction(k_arm: int, k_ref: int) -> str:
+    """"more often", "less often" or "as often": the arm's failures against the reference's."""
+    return "more often" if k_arm > k_ref else "less often" if k_arm < k_ref else "as often"
+
+
+def comparison_sentence(row: pd.Series) -> str:
+    """One sentence for one paired comparison, its words chosen from the numbers."""
+    sig = ("significant after Holm's adjustment" if row["significant"]
+           else "not significant after Holm's adjustment")
+    if row["direction"] == "as often":
+        return (f"{row['arm']} failed as often as {row['reference']} ({row['arm failed']} vs "
+                f"{row['reference failed']} of {row['shared seeds']} seeds).")
+    return (f"{row['arm']} failed {row['direction']} than {row['reference']}: "
+            f"{row['arm failed']} vs {row['reference failed']} of {row['shared seeds']} shared seeds "
+            f"(exact McNemar p = {stats.format_p(row['p'])}, Holm {stats.format_p(row['p (Holm)'])}; "
+            f"{sig}).")
+
+
+# --------------------------------------------------------------------- budgets
+def budget_frame(df: pd.DataFrame, task: str, optimiser: str = "AdamW") -> pd.DataFrame:
+    """Failure rate against budget for each arm of one task and optimiser."""
+    sub = df[(df["task"] == task) & (df["optimiser"] == optimiser)]
+    rows = []
+    for (arm, steps), g in sub.groupby(["arm", "steps"]):
+        r = stats.rate_ci(int(g["failed"].sum()), len(g))
+        rows.append({"arm": arm, "steps": int(steps), "seeds": len(g), "failed": r.k,
+                     "rate": r.rate, "lo": r.lo, "hi": r.hi})
+    return pd.DataFrame(rows).sort_values(["arm", "steps"]).reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def budget_plot(bf: pd.DataFrame, ax: Any = None, arms: Sequence[str] | None = None) -> Any:
+    """Failure rate (with its exact interval) against the budget, one line per arm."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    arms = arm_order(bf["arm"]) if arms is None else list(arms)
+    steps_all = sorted(bf["steps"].unique())
+    width = 0.03 * (max(steps_all) - min(steps_all) + 1)
+    for i, a in enumerate(arms):
+        g = bf[bf["arm"] == a]
+        if not len(g):
+            continue
+        x = g["steps"].to_numpy() + (i - (len(arms) - 1) / 2) * width
+        ax.errorbar(x, g["rate"], yerr=[g["rate"] - g["lo"], g["hi"] - g["rate"]], marker="o",
+                    capsize=3, lw=1.4, color=ARM_COLOURS.get(a), label=a)
+        for xi, (_, r) in zip(x, g.iterrows()):
+            ax.annotate(f"{r['failed']}/{r['seeds']}", (xi, r["rate"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color=ARM_COLOURS.get(a))
+    ax.set(xlabel="optimizer steps (budget)", ylabel="share of seeds failed", ylim=(-0.03, 1.03),
+           xticks=steps_all)
+    ax.legend(fontsize=8, loc="best")
+    return ax
+
+
+def escape_verdict(df: pd.DataFrame, task: str, arm: str = "DSGD", short: int | None = None) -> dict[str, Any]:
+    """Do ``arm``'s failures at the shortest budget turn into successes with more steps?
+
+    For each seed that failed at the short budget and was also run longer, its outcome at
+    the longest budget available for it. ``kind``: "late escapes" when most of them
+    succeed, "dead ends" when none does, "mostly dead ends" / "partly late escapes"
+    in between; "not testable" without longer runs of failed seeds.
+    """
+    sub = df[(df["task"] == task) & (df["optimiser"] == "AdamW") & (df["arm"] == arm)]
+    if not len(sub):
+        return {"kind": "not testable", "n": 0, "escaped": 0, "budgets": []}
+    short = int(sub["steps"].min()) if short is None else short
+    failed_short = set(sub[(sub["steps"] == short) & sub["failed"]]["seed"])
+    longer = sub[(sub["steps"] > short) & sub["seed"].isin(failed_short)]
+    if not len(longer):
+        return {"kind": "not testable", "n": 0, "escaped": 0, "budgets": [], "short": short}
+    last = longer.sort_values("steps").groupby("seed").tail(1)
+    n, esc = len(last), int((~last["failed"]).sum())
+    kind = ("dead ends" if esc == 0 else "late escapes" if esc > n / 2
+            else "mostly dead ends" if esc <= n / 4 else "partly late escapes")
+    return {"kind": kind, "n": n, "escaped": esc, "short": short,
+            "budgets": sorted(int(s) for s in longer["steps"].unique())}
+
+
+# ------------------------------------------------------------------- survival
+def km_plot(df: pd.DataFrame, setting: str, ax: Any = None) -> tuple[Any, dict[str, float]]:
+    """Kaplan–Meier curves of the plateau exit per arm in one setting (runs that never left
+    the plateau censored at the budget), with the log-rank test across the arms."""
+    import matplotlib.pyplot as plt
+
+    sub = df[(df["setting"] == setting) & df["exit_step"].notna()]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for a in arm_order(sub["arm"]):
+        g = sub[sub["arm"] == a]
+        km = kaplan_meier(g["exit_step"], g["exited"])
+        steps = list(km["step"]) + [float(g["steps"].max())]
+        surv = list(km["on_plateau"]) + [float(km["on_plateau"].iloc[-1])]
+        ax.step(steps, surv, where="post", color=ARM_COLOURS.get(a), lw=1.6,
+                label=f"{a} ({int(g['exited'].sum())}/{len(g)} left)")
+        ax.fill_between(list(km["step"]) + [steps[-1]], list(km["lo"]) + [km["lo"].iloc[-1]],
+                        list(km["hi"]) + [km["hi"].iloc[-1]], step="post", alpha=0.12,
+                        color=ARM_COLOURS.get(a))
+    test = (logrank(sub["exit_step"], sub["exited"], sub["arm"]) if sub["arm"].nunique() > 1
+            else {"statistic": math.nan, "p_value": math.nan, "df": 0})
+    ax.set(xlabel="optimizer step", ylabel="share still on the plateau", ylim=(-0.03, 1.03),
+           title=setting)
+    ax.legend(fontsize=7, loc="lower left")
+    return ax, test
+
+
+def logrank_table(df: pd.DataFrame, reference: str = "FFT") -> pd.DataFrame:
+    """Log-rank test of each arm against ``reference`` per setting (exit step, censored at
+    the budget), Holm-adjusted over the table."""
+    rows = []
+    for s in setting_order(df):
+        sub = df[(df["setting"] == s) & df["exit_step"].notna()]
+        if reference not in set(sub["arm"]):
+            continue
+        for a in arm_order(sub["arm"]):
+            if a == reference:
+                continue
+            g = sub[sub["arm"].isin([a, reference])]
+            t = logrank(g["exit_step"], g["exited"], g["arm"])
+            rows.append({"setting": s, "arm": a, "runs": len(g[g["arm"] == a]),
+                         "left plateau": int(g[g["arm"] == a]["exited"].sum()),
+                         f"{reference} left": int(g[g["arm"] == reference]["exited"].sum()),
+                         "median exit step": _median_exit(g[g["arm"] == a]),
+                         f"{reference} median exit": _median_exit(g[g["arm"] == reference]),
+                         "log-rank χ²": t["statistic"], "p": t["p_value"]})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p (Holm)"] = stats.holm(out["p"].tolist())
+    return out
+
+
+def _median_exit(g: pd.DataFrame) -> str:
+    """Kaplan–Meier median exit step, or "not reached" when over half never left."""
+    if not len(g):
+        return "–"
+    km = kaplan_meier(g["exit_step"], g["exited"])
+    below = km[km["on_plateau"] <= 0.5]
+    return str(int(below["step"].iloc[0])) if len(below) else "not reached"
+
+
+def exit_check(df: pd.DataFrame) -> dict[str, int]:
+    """How the exit signal agrees with the held-out outcome: exits among successful runs
+    and among runs whose held-out predictions collapsed to one class."""
+    d = df[df["exit_step"].notna()]
+    succ, coll = d[~d["failed"]], d[d["kind"] == "collapsed"]
+    return {"success_runs": len(succ), "success_exited": int(succ["exited"].sum()),
+            "collapsed_runs": len(coll), "collapsed_exited": int(coll["exited"].sum())}
+
+
+# ------------------------------------------------------------------ mechanism
+def train_majority_share(cfg: dict[str, Any] | RunConfig) -> float:
+    """Majority-class share of a run's training split (loads the task offline; the model's
+    tokenizer only, no weights)."""
+    from dsgd.data import load_task
+    from dsgd.engine import load_tokenizer_for
+
+    c = cfg if isinstance(cfg, RunConfig) else RunConfig.from_dict(dict(cfg))
+    tok, _ = load_tokenizer_for(c)
+    data = load_task(c.task, tok, max_length=c.max_length, train_size=c.train_size,
+                     eval_size=c.eval_size, split_seed=c.split_seed, **c.task_kwargs)
+    y = np.array([int(e["labels"]) for e in data.train])
+    return float(np.bincount(y).max() / y.size)
+
+
+def mechanism_frame(records: Iterable[dict[str, Any]], pi: float) -> pd.DataFrame:
+    """Per run, the checks the resting-point argument predicts, split at the step where the
+    run's γ_t first exceeds γ* = (1 − π)/π (FFT: γ ≡ 1, so "before" is empty and the whole
+    run counts as "after"; we then use the first 2/3 of training as its comparison window):
+
+    * ``ce_gap``: mean |batch cross-entropy − ln 2| before the crossing (0 on the boundary);
+    * ``ce_sd``: standard deviation of the batch cross-entropy there (≈ 0 on the boundary,
+      where every example's loss is ln 2 whatever the batch's labels);
+    * ``minority_steps``: share of steps there whose whole batch was predicted as the
+      minority class (a resting point above 1/2 never predicts it);
+    * ``switches``: how often the batch's predicted class (majority share ≥ 1/2 or not)
+      changed between consecutive steps there;
+    * ``exit_after_crossing``: whether the plateau exit (when any) came after the crossing.
+    """
+    from dsgd.schedules import schedule as make_schedule
+    from dsgd.survival import plateau_exit
+    from dsgd.theory.resting import crossing_step
+
+    rows = []
+    for r in records:
+        h = r.get("history") or {}
+        if not h.get("ce"):
+            continue
+        cfg = r["config"]
+        T = budget_steps(r)
+        if cfg["method"] == "dsgd":
+            g = make_schedule(cfg.get("schedule", "linear"), tau=float(cfg.get("tau", 1.0)),
+                              **(cfg.get("schedule_kwargs") or {}))
+            cross = crossing_step(g, T, pi)
+            cut = T if cross is None else cross
+        else:
+            cross, cut = None, int(round(2 * T / 3))
+        ce = np.asarray(h["ce"], dtype=float)[:cut]
+        pcs = np.asarray(h["pred_class_share"], dtype=float)[:cut]
+        maj = int(np.bincount(np.asarray(r["labels"])).argmax()) if r.get("labels") else 1
+        maj_share = pcs[:, maj] if pcs.ndim == 2 and len(pcs) else np.array([])
+        side = maj_share >= 0.5
+        ex = plateau_exit(h["correct_share"], pi)
+        rows.append({
+            "arm": arm_label(cfg), "seed": int(cfg["seed"]), "steps": T,
+            "crossing_step": cross, "window_steps": cut,
+            "ce_gap": float(np.mean(np.abs(ce - LN2))) if ce.size else math.nan,
+            "ce_sd": float(np.std(ce)) if ce.size else math.nan,
+            "minority_steps": float(np.mean(maj_share <= 0.0 + 1e-9)) if maj_share.size else math.nan,
+            "switches": int(np.sum(side[1:] != side[:-1])) if side.size > 1 else 0,
+            "exit_step": ex.step if ex.observed else math.nan,
+            "exit_after_crossing": (bool(ex.step >= cross) if ex.observed and cross is not None
+                                    else None),
+            "failed": failure_kind(r.get("verdict")) is not None,
+        })
+    return pd.DataFrame(rows)
+
+
+def mechanism_summary(mf: pd.DataFrame) -> pd.DataFrame:
+    """Means of :func:`mechanism_frame` per arm, in the chapter's arm order."""
+    if not len(mf):
+        return pd.DataFrame()
+    g = mf.groupby("arm")
+    out = pd.DataFrame({
+        "runs": g.size(),
+        "window (steps)": g["window_steps"].median(),
+        "mean |CE − ln 2|": g["ce_gap"].mean(),
+        "CE std over steps": g["ce_sd"].mean(),
+        "steps all-minority": g["minority_steps"].mean(),
+        "class switches": g["switches"].mean(),
+        "failed": g["failed"].sum(),
+    })
+    return out.loc[arm_order(out.index)]
+
+
+# ----------------------------------------------------------------- regime map
+def regime_map(df: pd.DataFrame, ax: Any = None) -> Any:
+    """Settings (rows) × arms (columns); each cell the success rate k/n with its exact
+    interval, coloured by the rate; empty where the arm was not run."""
+    import matplotlib.pyplot as plt
+
+    settings = setting_order(df)
+    arms = arm_order(df["arm"])
+    M = np.full((len(settings), len(arms)), np.nan)
+    text = [["" for _ in arms] for _ in settings]
+    for i, s in enumerate(settings):
+        for j, a in enumerate(arms):
+            g = df[(df["setting"] == s) & (df["arm"] == a)]
+            if not len(g):
+                continue
+            k = int((~g["failed"]).sum())
+            r = stats.rate_ci(k, len(g))
+            M[i, j] = r.rate
+            text[i][j] = f"{k}/{len(g)}\n[{r.lo:.2f}, {r.hi:.2f}]"
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(arms) + 3, 0.62 * len(settings) + 1.2))
+    im = ax.imshow(M, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(settings)):
+        for j in range(len(arms)):
+            if text[i][j]:
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right", fontsize=8)
+    ax.set_yticks(range(len(settings)), settings, fontsize=8)
+    ax.figure.colorbar(im, ax=ax, fraction=0.03, label="success rate")
+    ax.set_title("successful seeds / seeds run  [exact 95 % interval]", fontsize=9)
+    return ax
+
+
+def setting_verdicts(df: pd.DataFrame, comparisons: pd.DataFrame, arm: str = "DSGD",
+                     reference: str = "FFT") -> pd.DataFrame:
+    """One computed sentence per setting: ``arm`` against ``reference`` on shared seeds."""
+    rows = []
+    for s in setting_order(df):
+        c = comparisons[(comparisons["setting"] == s) & (comparisons["arm"] == arm)] if len(comparisons) else []
+        if len(c):
+            sentence = comparison_sentence(c.iloc[0])
+        else:
+            present = set(df[df["setting"] == s]["arm"])
+            sentence = (f"Not compared: this setting has no {reference if arm in present else arm} runs.")
+        rows.append({"setting": s, "verdict": sentence})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------- verification
+def verification_configs(records: Sequence[dict[str, Any]], k: int, seed: int = 0,
+                         max_steps: int = 150) -> list[RunConfig]:
+    """``k`` stored runs of at most ``max_steps`` steps to recompute in the build, drawn with
+    ``random.Random(seed)`` from the sorted run ids (short runs keep the build fast)."""
+    pool = sorted((r for r in records if budget_steps(r) <= max_steps), key=lambda r: r["run_id"])
+    if k <= 0 or not pool:
+        return []
+    chosen = random.Random(seed).sample(pool, min(k, len(pool)))
+    return [RunConfig.from_dict(r["config"]) for r in chosen]
+
+
+def verification_table(stored: Sequence[dict[str, Any]], recomputed: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Each recomputed run against its stored twin (:func:`dsgd.sweep.reproduces`)."""
+    from dsgd.sweep import reproduces
+
+    by_id = {r["run_id"]: r for r in stored}
+    rows = []
+    for new in recomputed:
+        old = by_id.get(new["run_id"])
+        if old is None:
+            continue
+        ok, a, b, diff = reproduces(old, new)
+        rows.append({"run": f"{arm_label(new['config'])}, seed {new['config']['seed']}, "
+                            f"{budget_steps(new)} steps",
+                     "stored accuracy": a, "recomputed": b, "difference": diff,
+                     "stored verdict": old.get("verdict"), "recomputed verdict": new.get("verdict"),
+                     "reproduces": ok,
+                     "same predictions": old.get("predictions") == new.get("predictions")})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------- chapter flow
+ARM_VARIANTS = {
+    "fft": {"method": "fft"},
+    "dsgd": {"method": "dsgd"},
+    "dsgd-floor-0.5": {"method": "dsgd", "schedule_kwargs": {"floor": 0.5}},
+    "dsgd-floor-0.75": {"method": "dsgd", "schedule_kwargs": {"floor": 0.75}},
+    "pcgrad": {"method": "pcgrad"},
+    "fft-nobc": {"method": "fft-nobc"},
+    "dsgd-nobc": {"method": "dsgd", "adam_bias_correction": False},
+}
+_BASE_FIELDS = ("task", "task_kwargs", "model", "model_kwargs", "train_size", "eval_size",
+                "max_length", "batch_size", "grad_accum", "lr", "warmup_ratio", "tau")
+
+
+def grid(P: dict[str, Any]) -> list[RunConfig]:
+    """The runs this chapter computes when it has no stored set: ``arms`` × ``budgets``
+    (epochs) × ``seeds`` on the parameters' task and model."""
+    unknown = sorted(set(P["arms"]) - set(ARM_VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; this chapter knows {sorted(ARM_VARIANTS)}")
+    base = {k: P[k] for k in _BASE_FIELDS}
+    for k in ("train_size", "eval_size"):
+        base[k] = base[k] or None
+    return [RunConfig(**{**base, **ARM_VARIANTS[a], "epochs": float(e), "seed": int(s)})
+            for e in P["budgets"] for a in P["arms"] for s in P["seeds"]]
+
+
+class Chapter:
+    """What the page works from: the records (stored, or computed here), the runs this
+    build computed, their check against the store, and each task's training majority share."""
+
+    def __init__(self, P: dict[str, Any], run_fn: Any = None):
+        import time
+
+        from dsgd.chapters import _common as C
+
+        t0 = time.perf_counter()
+        self.store, stored = C.open_stored(P["stored_set"])
+        if stored:
+            self.source = "stored"
+            to_compute = verification_configs(stored, P["verify_k"], P["verify_seed"], P["verify_max_steps"])
+        else:
+            self.source = "computed in this build"
+            to_compute = grid(P)
+        self.computed = C.compute(to_compute, run_fn=run_fn, workers=P["workers"])[0] if to_compute else []
+        self.records = stored if stored else self.computed
+        if not self.records:
+            raise ValueError("nothing to show: the stored set is empty and the grid has no runs")
+        self.verify = verification_table(stored, self.computed) if stored else pd.DataFrame()
+        self.stored_description = C.describe_stored(self.store, stored, P["stored_set"])
+        self.pi = {}
+        for r in self.records:
+            t = r["config"]["task"]
+            if t not in self.pi:
+                self.pi[t] = train_majority_share(r["config"])
+        self.df = run_frame(self.records, self.pi)
+        self.main_task = self.df["task"].value_counts().idxmax()
+        self.minutes = (time.perf_counter() - t0) / 60
+        self.comparisons = paired_comparisons(self.df)
+        self.logrank = logrank_table(self.df)
+
+
+def settings_tried(df: pd.DataFrame) -> pd.DataFrame:
+    """Every setting the set holds (the recorded search): seeds, FFT's and DSGD's failures."""
+    rows = []
+    for s in setting_order(df):
+        g = df[df["setting"] == s]
+        row = {"setting": s, "task": g["task"].iloc[0], "budget (steps)": int(g["steps"].iloc[0]),
+               "optimiser": g["optimiser"].iloc[0], "majority rate": float(g["majority_rate"].iloc[0]),
+               "arms": ", ".join(arm_order(g["arm"]))}
+        for a in ("FFT", "DSGD"):
+            x = g[g["arm"] == a]
+            row[f"{a} failed"] = f"{int(x['failed'].sum())}/{len(x)}" if len(x) else "not run"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cmp(ch: Chapter, setting: str, arm: str) -> pd.Series | None:
+    c = ch.comparisons
+    if not len(c):
+        return None
+    x = c[(c["setting"] == setting) & (c["arm"] == arm)]
+    return x.iloc[0] if len(x) else None
+
+
+def headline_values(ch: Chapter) -> dict[str, Any]:
+    """The numbers and computed sentences the page cites (glued under these keys)."""
+    df, task = ch.df, ch.main_task
+    main = [s for s in setting_order(df) if df[df["setting"] == s]["task"].iloc[0] == task
+            and df[df["setting"] == s]["optimiser"].iloc[0] == "AdamW"]
+    short = main[0] if main else setting_order(df)[0]
+    v: dict[str, Any] = {"main_task": task, "pi_main": ch.pi[task],
+                         "gamma_star": (1 - ch.pi[task]) / ch.pi[task],
+                         "n_runs": len(df), "n_settings": df["setting"].nunique(),
+                         "source": ch.source, "short_setting": short}
+    g = df[df["setting"] == short]
+    for a, key in (("FFT", "fft"), ("DSGD", "dsgd"), ("PCGrad", "pcgrad"), ("DSGD, floor 0.5", "floor5"),
+                   ("DSGD, floor 0.75", "floor75")):
+        x = g[g["arm"] == a]
+        v[f"{key}_short"] = str(stats.rate_ci(int(x["failed"].sum()), len(x))) if len(x) else "not run"
+        row = _cmp(ch, short, a)
+        v[f"{key}_short_vs_fft"] = comparison_sentence(row) if row is not None else (
+            f"{a} was not run on this setting." if a != "FFT" else "")
+    esc = escape_verdict(df, task)
+    v["escape_kind"] = esc["kind"]
+    v["escape_sentence"] = (
+        f"Of the {esc['n']} seeds on which DSGD failed at {esc.get('short')} steps and that were also "
+        f"run longer ({', '.join(map(str, esc['budgets']))} steps), {esc['escaped']} succeeded at the "
+        f"longest budget run for them: DSGD's failures here are {esc['kind']}."
+        if esc["n"] else "No seed on which DSGD failed was also run with a longer budget: "
+        "whether its failures are late escapes or dead ends is not testable from this set.")
+    fesc = escape_verdict(df, task, arm="FFT")
+    v["fft_escape_sentence"] = (
+        f"For FFT, {fesc['escaped']} of {fesc['n']} seeds that failed at {fesc.get('short')} steps "
+        f"succeeded with a longer budget ({fesc['kind']})." if fesc["n"] else
+        "No seed on which FFT failed was also run with a longer budget.")
+    ec = exit_check(df)
+    v.update({f"exit_{k}": n for k, n in ec.items()})
+    return v
+
+
+def _holds(ok: bool | None) -> str:
+    return "not testable" if ok is None else "holds" if ok else "does not hold"
+
+
+def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> dict[str, str]:
+    """Each prediction of the resting-point argument, judged from the numbers."""
+    out: dict[str, str] = {}
+    have = {"FFT", "DSGD"} <= set(msum.index)
+    f = msum.loc["FFT"] if have else None
+    d = msum.loc["DSGD"] if have else None
+    ok1 = None if not have else bool(d["mean |CE − ln 2|"] < f["mean |CE − ln 2|"] and
+                                      d["CE std over steps"] < f["CE std over steps"])
+    out["pred_ln2"] = (f"Training loss pinned at ln 2 before the crossing: {_holds(ok1)}"
+                       + ("" if not have else f" (mean distance {d['mean |CE − ln 2|']:.4f} for DSGD, "
+                          f"{f['mean |CE − ln 2|']:.4f} for FFT)") + ".")
+    ok2 = None if not have else bool(d["steps all-minority"] > f["steps all-minority"] and
+                                      d["class switches"] > f["class switches"])
+    out["pred_switch"] = (f"Whole batches predicted as the minority class, and frequent class switches: "
+                          f"{_holds(ok2)}" + ("" if not have else
+                          f" ({100 * d['steps all-minority']:.1f} % vs {100 * f['steps all-minority']:.1f} % "
+                          f"of steps; {d['class switches']:.1f} vs {f['class switches']:.1f} switches per run)") + ".")
+    dx = mech[(mech["arm"] == "DSGD") & mech["exit_step"].notna()]
+    ok3 = None if not len(dx) else bool(dx["exit_after_crossing"].all())
+    out["pred_exit"] = (f"DSGD leaves the plateau only after γ_t crosses γ*: {_holds(ok3)}"
+                        + (f" ({int(dx['exit_after_crossing'].sum())} of {len(dx)} exits)" if len(dx)
+                           else " (no DSGD run left the plateau)") + ".")
+    main150 = [s for s in setting_order(ch.df) if s == f"{ch.main_task}, 150 steps"]
+    row = _cmp(ch, main150[0], "DSGD, floor 0.75") if main150 else None
+    if row is None:
+        out["pred_floor"] = "The harm vanishes with a floor above γ*: not testable (no such runs stored yet)."
+    else:
+        ok4 = bool(row["arm failed"] <= row["reference failed"])
+        out["pred_floor"] = (f"The harm vanishes with a floor above γ* (0.75): {_holds(ok4)}. "
+                             + comparison_sentence(row))
+    bal = [t for t, p in ch.pi.items() if abs(p - 0.5) < 0.02]
+    sents = []
+    for t in bal:
+        for s in setting_order(ch.df):
+            if s.startswith(t + ","):
+                row = _cmp(ch, s, "DSGD")
+                if row is not None:
+                    ok5 = bool(row["arm failed"] <= row["reference failed"])
+                    fft_f = int(row["reference failed"])
+                    note = ("" if fft_f else " FFT itself never failed there, so this setting "
+                            "cannot show a harm that vanishes, only one that appears.")
+                    sents.append(f"On the balanced task {t} (π = {ch.pi[t]:.3f}): {_holds(ok5)}. "
+                                 + comparison_sentence(row) + note)
+    out["pred_balanced"] = (" ".join(sents) if sents else
+                            "The harm vanishes on a balanced task: not testable (no balanced task stored yet).")
+    return out

@@ -1,0 +1,113 @@
+"""The regimes chapter's glue (dsgd.chapters.regimes) on small records worked out by hand."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dsgd.chapters import regimes as rg
+from dsgd.diagnostics import failure_kind
+
+
+def _rec(method, seed, verdict, acc, steps=150, floor=None, task="t", correct=None, ce=None, pcs=None):
+    cfg = {"task": task, "model": "m", "method": method, "seed": seed, "lr": 1e-4, "schedule": "linear",
+           "tau": 1.0, "schedule_kwargs": {"floor": floor} if floor else {}, "method_kwargs": {},
+           "adam_bias_correction": True, "correct_from": "train"}
+    hist = {}
+    if correct is not None:
+        hist = {"correct_share": list(correct), "ce": list(ce if ce is not None else [0.69] * len(correct)),
+                "pred_class_share": list(pcs if pcs is not None else [[0.0, 1.0]] * len(correct))}
+    return {"run_id": f"{method}-{seed}-{steps}-{floor}", "status": "ok", "config": cfg, "verdict": verdict,
+            "metrics": {"accuracy": acc, "balanced_accuracy": 0.5}, "majority_rate": 0.65,
+            "timings": {"total_steps": steps}, "history": hist, "labels": [1, 1, 0]}
+
+
+def test_vocabulary():
+    assert failure_kind("success") is None
+    assert failure_kind("collapsed") == "collapsed"
+    assert failure_kind("failed") == failure_kind("degenerate") == "degenerate"
+    with pytest.raises(ValueError):
+        failure_kind("bogus")
+
+
+def test_arm_labels():
+    assert rg.arm_label({"method": "dsgd", "schedule_kwargs": {"floor": 0.5}}) == "DSGD, floor 0.5"
+    assert rg.arm_label({"method": "fft"}) == "FFT"
+    assert rg.optimiser_label({"method": "fft-nobc"}) == "AdamW w/o bias corr."
+    assert rg.optimiser_label({"method": "dsgd", "adam_bias_correction": False}) == "AdamW w/o bias corr."
+
+
+def _main_frame():
+    # FFT fails on seeds 0, 2; DSGD on all four; 4 shared seeds -> discordant (DSGD only) = 2
+    recs = [_rec("fft", s, v, a) for s, v, a in
+            [(0, "collapsed", 0.65), (1, "success", 0.9), (2, "degenerate", 0.66), (3, "success", 0.85)]]
+    recs += [_rec("dsgd", s, "collapsed", 0.65) for s in range(4)]
+    return rg.run_frame(recs)
+
+
+def test_failure_table_and_paired_test_by_hand():
+    df = _main_frame()
+    t = rg.failure_table(df).set_index("arm")
+    assert t.loc["FFT", "failed"] == 2 and t.loc["DSGD", "failed"] == 4
+    assert t.loc["FFT", "collapsed"] == 1 and t.loc["FFT", "degenerate"] == 1
+    assert t.loc["FFT", "acc ≤ majority"] == 1  # the paper's strict count: only the 0.65 run
+    assert t.loc["DSGD", "accuracy 95% CI"].endswith("no spread")
+    c = rg.paired_comparisons(df).iloc[0]
+    assert (c["only arm failed"], c["only reference failed"]) == (2, 0)
+    assert c["p"] == pytest.approx(2 * 0.5 ** 2)  # exact McNemar, two discordant seeds
+    assert c["direction"] == "more often" and not c["significant"]
+    s = rg.comparison_sentence(c)
+    assert "more often" in s and "not significant" in s
+
+
+def test_escape_verdict_by_hand():
+    recs = [_rec("dsgd", s, "collapsed", 0.65) for s in range(4)]
+    recs += [_rec("dsgd", 0, "success", 0.9, steps=300), _rec("dsgd", 1, "collapsed", 0.65, steps=300),
+             _rec("dsgd", 1, "success", 0.8, steps=600)]
+    df = rg.run_frame(recs)
+    v = rg.escape_verdict(df, "t")
+    # seeds 0 and 1 failed at 150 and were run longer; at their longest budget both succeeded
+    assert (v["n"], v["escaped"], v["kind"]) == (2, 2, "late escapes")
+    recs2 = [_rec("dsgd", s, "collapsed", 0.65) for s in range(2)] + [_rec("dsgd", 0, "collapsed", 0.65, steps=300)]
+    assert rg.escape_verdict(rg.run_frame(recs2), "t")["kind"] == "dead ends"
+    assert rg.escape_verdict(rg.run_frame(recs2[:2]), "t")["kind"] == "not testable"
+
+
+def test_mechanism_frame_on_a_boundary_run():
+    T = 150
+    # DSGD pinned on the boundary: CE = ln 2 exactly; the batch is predicted as the minority
+    # class at steps 0, 2, 4, 6, 8 and as the majority otherwise: F T F T F T F T F T T ...,
+    # nine changes of side
+    pcs = [[1.0, 0.0] if (t % 2 == 0 and t < 10) else [0.0, 1.0] for t in range(T)]
+    r = _rec("dsgd", 0, "collapsed", 0.65, correct=[0.6] * T, ce=[math.log(2)] * T, pcs=pcs)
+    mf = rg.mechanism_frame([r], pi=0.6)
+    row = mf.iloc[0]
+    # gamma_t = t/150 exceeds 0.4/0.6 first at t = 101 (100/150 = 0.6667 is not above 2/3)
+    assert row["crossing_step"] == 101
+    assert row["ce_gap"] == pytest.approx(0.0) and row["ce_sd"] == pytest.approx(0.0)
+    assert row["switches"] == 9
+    assert row["minority_steps"] == pytest.approx(5 / 101)
+    assert math.isnan(row["exit_step"])
+
+
+def test_verification_configs_choose_short_runs_reproducibly():
+    recs = [_rec("fft", s, "success", 0.9, steps=150) for s in range(5)]
+    recs += [_rec("fft", s, "success", 0.9, steps=600) for s in range(5)]
+    for r in recs:
+        r["config"].update({"model": "minilm", "task": "epistemic_reasoning"})
+    a = rg.verification_configs(recs, 2, seed=0)
+    b = rg.verification_configs(recs, 2, seed=0)
+    assert [c.run_id() for c in a] == [c.run_id() for c in b]
+    assert len(a) == 2 and all(c.epochs == 2.0 for c in a)  # the default epochs: only short records
+    assert rg.verification_configs(recs, 0) == []
+
+
+def test_grid_and_bad_arm():
+    P = dict(task="epistemic_reasoning", task_kwargs={}, model="minilm", model_kwargs={}, train_size=800,
+             eval_size=0, max_length=64, batch_size=8, grad_accum=1, lr=1e-4, warmup_ratio=0.1,
+             tau=1.0, arms=["fft", "dsgd-floor-0.5"], budgets=[1.5, 3.0], seeds=[0, 1, 2])
+    g = rg.grid(P)
+    assert len(g) == 2 * 2 * 3
+    assert g[0].eval_size is None and {c.schedule_kwargs.get("floor") for c in g} == {None, 0.5}
+    with pytest.raises(ValueError, match="unknown arm"):
+        rg.grid({**P, "arms": ["fft", "dsgd-flor"]})
