@@ -1,4 +1,6 @@
-"""Task data: offline tasks from registry packages, the paper's hub tasks, imbalanced images.
+"""Task data: offline tasks from registry packages, the paper's hub tasks, imbalanced images,
+and your own data (:mod:`dsgd.data.custom`: ``"csv:PATH"``, ``"jsonl:PATH"``,
+``"bigbench:TASK"``, :func:`register_frame`).
 
 Every loader is reached by name through :func:`load_task`, which returns a
 :class:`TaskData` holding tokenised (or image) train/eval splits with a stable split seed.
@@ -49,8 +51,27 @@ class TaskData:
         return float(np.bincount(y, minlength=self.num_labels).max() / len(y))
 
 
-# name -> loader(tokenizer, *, max_length, train_size, eval_size, split_seed, **kw) -> TaskData
-TASKS: dict[str, Callable[..., TaskData]] = {}
+class TaskRegistry(dict):
+    """name -> loader(tokenizer, *, max_length, train_size, eval_size, split_seed, **kw).
+
+    Iterating, ``len`` and ``sorted(TASKS)`` see the registered tasks only; ``name in
+    TASKS`` is also true for an own-data name (``"csv:FILE"``, ``"jsonl:FILE"``,
+    ``"bigbench:TASK"``, a frame given to :func:`register_frame`), so code that asks
+    whether a task name is known accepts those. It only looks at the name (no file is
+    read); :func:`check_task` runs the full checks.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        if dict.__contains__(self, name):
+            return True
+        if not isinstance(name, str):
+            return False
+        from dsgd.data.custom import is_custom_name
+
+        return is_custom_name(name)
+
+
+TASKS: dict[str, Callable[..., TaskData]] = TaskRegistry()
 
 
 def register_task(name: str) -> Callable[[Callable[..., TaskData]], Callable[..., TaskData]]:
@@ -62,11 +83,65 @@ def register_task(name: str) -> Callable[[Callable[..., TaskData]], Callable[...
 
 
 def load_task(name: str, tokenizer: Any = None, **kw: Any) -> TaskData:
-    """Load a registered task by name (see ``TASKS``)."""
+    """Load a task by name: a registered one (see ``TASKS``) or own data
+    (``"csv:PATH"``, ``"jsonl:PATH"``, ``"bigbench:TASK"``, a name given to
+    :func:`register_frame`; see :mod:`dsgd.data.custom`)."""
+    return task_loader(name)(tokenizer, **kw)
+
+
+def task_loader(name: str) -> Callable[..., TaskData]:
+    """The loader behind a task name; ``ValueError`` for a name that is none."""
     _import_builtin_loaders()
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    return TASKS[name](tokenizer, **kw)
+    if dict.__contains__(TASKS, name):
+        return TASKS[name]
+    from dsgd.data.custom import custom_loader
+
+    fn = custom_loader(name)
+    if fn is None:
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}, or your own data "
+                         "as 'csv:PATH', 'jsonl:PATH', 'bigbench:TASK' or a name registered with "
+                         "dsgd.data.register_frame")
+    return fn
+
+
+def check_task(name: str, *, train_size: int | None = None, eval_size: int | None = None,
+               split_seed: int = 0, **task_kwargs: Any) -> None:
+    """Check a task name and, for own data, every property of its rows and split, without
+    a tokenizer or model: a ``ValueError`` (or ``FileNotFoundError``) that says what to fix.
+    Meant for checking a sweep's configs before any of them runs."""
+    task_loader(name)
+    from dsgd.data.custom import describe_task as describe, is_custom_name
+
+    if is_custom_name(name):
+        describe(name, train_size=train_size, eval_size=eval_size, split_seed=split_seed, **task_kwargs)
+
+
+def register_frame(name: str, df: Any, **kw: Any) -> str:
+    """Make a pandas DataFrame a task named ``name`` (:func:`dsgd.data.custom.register_frame`)."""
+    from dsgd.data.custom import register_frame as fn
+
+    return fn(name, df, **kw)
+
+
+def register_dataset(name: str, dataset: Any, **kw: Any) -> str:
+    """Make a ``datasets.Dataset`` a task named ``name`` (:func:`dsgd.data.custom.register_dataset`)."""
+    from dsgd.data.custom import register_dataset as fn
+
+    return fn(name, dataset, **kw)
+
+
+def save_frame(df: Any, path: Any, **kw: Any) -> dict[str, Any]:
+    """Write a DataFrame to CSV/JSONL; the config fields naming it (:func:`dsgd.data.custom.save_frame`)."""
+    from dsgd.data.custom import save_frame as fn
+
+    return fn(df, path, **kw)
+
+
+def describe_task(name: str, **kw: Any) -> dict[str, Any]:
+    """Check an own-data task without a tokenizer; its split (:func:`dsgd.data.custom.describe_task`)."""
+    from dsgd.data.custom import describe_task as fn
+
+    return fn(name, **kw)
 
 
 def _import_builtin_loaders() -> None:

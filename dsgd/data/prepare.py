@@ -6,6 +6,9 @@
   (``pip download --no-deps --no-binary :all:``; 358 MB, kept under ``<cache>/downloads``),
   and extracts only the ``task.json`` files of :data:`BIGBENCH_TASKS` to
   ``<cache>/bigbench/<task>/task.json``.
+  Any other JSON task is extracted from the kept archive when first asked for
+  (:func:`ensure_bigbench_task`, used by the ``bigbench:<task>`` loader), or at set-up
+  with ``--bigbench TASK ...``.
 * Fashion-MNIST: if the Debian package ``dataset-fashion-mnist`` is installed, converts
   its IDX files once to ``<cache>/fashion_mnist.npz`` (uint8 arrays, fast to load).
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -153,11 +157,81 @@ def extract_bigbench(archive: Path, tasks: list[str], root: Path, log) -> list[s
     return done
 
 
+def bigbench_archive(root: Path | None = None) -> Path:
+    """Where the set-up step keeps the whole BIG-bench source archive (every task)."""
+    return (root or data_dir()) / "downloads" / BIGBENCH_ARCHIVE
+
+
+_TASK_PREFIX = "bigbench/benchmark_tasks/"
+
+
+def bigbench_index(root: Path | None = None, log=print) -> list[str]:
+    """Every JSON task in the archive (``task`` or ``task/subtask``), sorted.
+
+    Built with one pass over the archive (some 10-25 s) the first time it is needed and
+    cached as ``<cache>/bigbench/_index.json``.
+    """
+    root = root or data_dir()
+    cached = root / "bigbench" / "_index.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    archive = bigbench_archive(root)
+    if not archive.exists():
+        raise DataMissingError(f"the BIG-bench archive {archive} is missing; {SETUP_HINT}")
+    log(f"listing the tasks in {archive.name} (once)")
+    names = []
+    with tarfile.open(archive, "r|gz") as tf:
+        for member in tf:
+            rel = member.name.split("/", 1)[-1]
+            if member.isfile() and rel.startswith(_TASK_PREFIX) and rel.endswith("/task.json"):
+                names.append(rel[len(_TASK_PREFIX):-len("/task.json")])
+    names.sort()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=cached.parent, delete=False) as tmp:
+        json.dump(names, tmp)
+    os.replace(tmp.name, cached)
+    return names
+
+
+def ensure_bigbench_task(task: str, root: Path | None = None, log=print) -> Path:
+    """The cached ``task.json`` of any BIG-bench JSON task, extracted from the archive once.
+
+    ``task`` is a folder under ``benchmark_tasks`` (``"anachronisms"``,
+    ``"arithmetic/1_digit_addition"``). Raises :class:`DataMissingError` when neither the
+    cached file nor the archive is there, ``ValueError`` (with similar names) when the
+    archive has no such task.
+    """
+    root = root or data_dir()
+    target = bigbench_task_file(task, root)
+    if target.exists():
+        return target
+    archive = bigbench_archive(root)
+    if not archive.exists():
+        raise DataMissingError(
+            f"BIG-bench task {task!r} is not cached ({target}) and the BIG-bench archive is "
+            f"missing ({archive}); run `python -m dsgd.data.prepare --bigbench {task}` once "
+            "(it downloads the archive from PyPI if needed).")
+    index = root / "bigbench" / "_index.json"
+    if not index.exists() or task in bigbench_index(root, log):
+        try:
+            extract_bigbench(archive, [task], root, log)
+            return target
+        except RuntimeError:
+            pass
+    import difflib
+
+    names = bigbench_index(root, log)
+    close = difflib.get_close_matches(task, names, n=5, cutoff=0.6)
+    raise ValueError(
+        f"BIG-bench 1.0.0 has no JSON task {task!r} (programmatic tasks, task.py, are not "
+        f"supported); {'similar names: ' + ', '.join(close) if close else 'see ' + str(index)}")
+
+
 def prepare_bigbench(root: Path, tasks=BIGBENCH_TASKS, force: bool = False, log=print) -> str:
     missing = [t for t in tasks if force or not bigbench_task_file(t, root).exists()]
     if not missing:
         return f"BIG-bench: {len(tasks)} task files present"
-    archive = root / "downloads" / BIGBENCH_ARCHIVE
+    archive = bigbench_archive(root)
     if not archive.exists():
         archive = _pip_download(archive.parent, log)
     t0 = time.perf_counter()
@@ -197,12 +271,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--force", action="store_true", help="re-extract even if cached")
     ap.add_argument("--data-dir", type=Path, default=None, help="cache root (default $DSGD_DATA_DIR or ~/.cache/dsgd)")
+    ap.add_argument("--bigbench", nargs="*", default=[], metavar="TASK",
+                    help="also extract these BIG-bench tasks (e.g. anachronisms arithmetic/1_digit_addition)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     root = a.data_dir or data_dir()
     log = lambda m: print(f"[dsgd.data.prepare] {m}", flush=True)  # noqa: E731
     for line in prepare(force=a.force, root=root, log=log):
         log(line)
+    if a.bigbench:
+        log(prepare_bigbench(root, tasks=tuple(a.bigbench), force=a.force, log=log))
     log(f"data cache {root} ready in {time.perf_counter() - t0:.1f} s")
     return 0
 
