@@ -436,7 +436,9 @@ def regime_map(df: pd.DataFrame, ax: Any = None) -> Any:
     for i in range(len(settings)):
         for j in range(len(arms)):
             if text[i][j]:
-                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
+                dark = M[i, j] < 0.2 or M[i, j] > 0.85  # light text on the saturated ends
+                ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
     ax.set_xticks(range(len(arms)), arms, rotation=20, ha="right", fontsize=8)
     ax.set_yticks(range(len(settings)), settings, fontsize=8)
     ax.figure.colorbar(im, ax=ax, fraction=0.03, label="success rate")
