@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 ALL = {"fft", "fft-nobc", "dsgd", "focal", "lnsr", "noisytune", "pcgrad", "swa", "cwgnc",
-       "lora", "adalora", "ia3"}
+       "lora", "adalora", "ia3", "balanced", "dsgd-balanced", "pcgrad-head"}
 
 
 # ------------------------------------------------------------------ helpers

@@ -16,9 +16,21 @@ like every other method here. Without gradient accumulation that is the batch si
 which is also what the paper's Algorithm 1 divides by: in the empty-group branches it
 divides by |C| or |W|, and there that group *is* the whole batch, so |C| = m (or |W| = m).
 
-Note: the paper's Algorithm 1 (line 22) divides the projection by ||g|| rather than
-||g||^2; that is not Yu et al.'s projection (it is not even scale invariant). We follow
-Yu et al. With two objectives the random task order of Yu et al. does not matter.
+Variants (``method_kwargs={"variant": ...}``):
+
+* ``"yu"`` (default): the projection above, Yu et al.'s PCGrad. With two objectives the
+  random task order of Yu et al. does not matter.
+* ``"paper"``: the DSGD paper's Algorithm 1 as printed. It differs in one place, line 22:
+  on a conflict it steps along
+  ``g_W + g_C - (g_W . g_C) / ||g_C|| g_C - (g_W . g_C) / ||g_W|| g_W``,
+  dividing by the norms, not the squared norms. That is not a projection: the removed
+  component is ``||g_W|| cos(g_W, g_C) g_C`` instead of ``||g_W|| cos(...) g_C / ||g_C||``,
+  so it depends on the scale of the gradients (the subtracted terms grow quadratically
+  with a common scale s while g_W + g_C grows linearly), and the result need not be
+  orthogonal to anything. Everything else is as in Algorithm 1: the branch test
+  ``cos(g_W, g_C) >= 0`` (the sign of the dot product), division by m, and the
+  empty-group branches (``1/|C| grad L_C`` with |C| = m there; with gradient accumulation
+  we divide by ``n_items`` as elsewhere, which Algorithm 1 does not cover).
 
 All trainable parameters are treated as one flattened vector.
 """
@@ -42,12 +54,34 @@ def pcgrad_combine(g_w: torch.Tensor, g_c: torch.Tensor) -> torch.Tensor:
     return g_w_proj + g_c_proj
 
 
+def pcgrad_combine_paper(g_w: torch.Tensor, g_c: torch.Tensor) -> torch.Tensor:
+    """The DSGD paper's Algorithm 1, line 22, as printed (norms, not squared norms)."""
+    dot = torch.dot(g_w, g_c)
+    if dot >= 0:
+        return g_w + g_c
+    return g_w + g_c - dot / g_c.norm() * g_c - dot / g_w.norm() * g_w
+
+
+COMBINE = {"yu": pcgrad_combine, "paper": pcgrad_combine_paper}
+
+
+def check_variant(variant: str) -> str:
+    if variant not in COMBINE:
+        raise ValueError(f"pcgrad: variant must be one of {list(COMBINE)}, got {variant!r}")
+    return variant
+
+
 class PCGrad(Method):
     name = "pcgrad"
     uses_correctness = True
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str = "yu") -> None:
+        self.variant = check_variant(variant)
+        self.combine = COMBINE[variant]
         self.last_conflict: bool | None = None  # whether the last micro-batch projected
+
+    def settings(self) -> dict[str, Any]:
+        return {} if self.variant == "yu" else {"variant": self.variant}  # old records unchanged
 
     def backward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
                  ctx: StepContext) -> dict[str, Any]:
@@ -77,7 +111,7 @@ class PCGrad(Method):
         elif g_c is None:
             direction = g_w
         else:
-            direction = pcgrad_combine(g_w, g_c)
+            direction = self.combine(g_w, g_c)
             self.last_conflict = bool(torch.dot(g_w, g_c) < 0)
         direction = direction / ctx.n_items
 
