@@ -21,6 +21,10 @@ What it does, in order:
    step is not applied, everything logged so far is kept and the model is still evaluated;
 6. return the record (see :func:`train_run`).
 
+Bagging: ``task_kwargs={"bootstrap_seed": k}`` (or ``"seed"`` for the run's seed) trains
+on a bootstrap resample of the training split (:func:`dsgd.ensembles.bootstrap_train`,
+also applied to a ``data=`` passed in); the key is not handed to the task loader.
+
 Seeding covers data order, dropout, the head initialisation (through ``load_model``'s
 seed) and the methods' own noise, so the same config reproduces the same numbers on CPU.
 
@@ -58,6 +62,7 @@ import torch.nn.functional as F
 
 from dsgd.config import RunConfig
 from dsgd.diagnostics import metrics as eval_metrics
+from dsgd.ensembles import bootstrap_train, split_bootstrap
 from dsgd.methods import Method, StepContext, get_method
 from dsgd.optim import linear_warmup_decay
 from dsgd.schedules import schedule
@@ -298,6 +303,7 @@ def train_run(cfg: RunConfig | dict[str, Any], *, model: torch.nn.Module | None 
     # --- everything that can be checked without loading anything
     method = get_method(cfg.method, **cfg.method_kwargs)
     gamma_fn = schedule(cfg.schedule, cfg.tau, **cfg.schedule_kwargs)
+    task_kwargs, bootstrap_seed = split_bootstrap(cfg.task_kwargs, cfg.seed)  # bagging members
     probe = None
     if cfg.probe_every and cfg.probe_every > 0:
         try:
@@ -319,8 +325,11 @@ def train_run(cfg: RunConfig | dict[str, Any], *, model: torch.nn.Module | None 
         from dsgd.data import load_task
 
         data = load_task(cfg.task, tokenizer, max_length=cfg.max_length, train_size=cfg.train_size,
-                         eval_size=cfg.eval_size, split_seed=cfg.split_seed, **cfg.task_kwargs)
+                         eval_size=cfg.eval_size, split_seed=cfg.split_seed, **task_kwargs)
+    if bootstrap_seed is not None:
+        data = bootstrap_train(data, bootstrap_seed)
     check_labels(data)
+    method.observe_data(data)
     num_labels = int(data.num_labels)
     if model is None and prebuilt is not None and prebuilt[0] == num_labels:
         model = prebuilt[1]

@@ -4,6 +4,8 @@ The engine (``dsgd.engine``) owns the loop: data order, gradient accumulation, t
 optimiser step, evaluation and logging. A :class:`Method` only decides what happens at a
 few points of that loop:
 
+* :meth:`Method.observe_data` — once, with the task's data (after any bootstrap
+  resampling), before the model is prepared (focal loss's inverse-frequency alpha);
 * :meth:`Method.prepare_model` — once, before the optimiser exists (NoisyTune's
   perturbation, PEFT wrapping);
 * :meth:`Method.configure_optimizer` — AdamW over the trainable parameters;
@@ -138,6 +140,10 @@ class Method:
         return {}
 
     # -------------------------------------------------------------- set-up
+    def observe_data(self, data: Any) -> None:
+        """Called once with the run's :class:`dsgd.data.TaskData` (the training split the
+        run will see) before :meth:`prepare_model`; most methods ignore it."""
+
     def prepare_model(self, model: torch.nn.Module, cfg: Any, *, total_steps: int) -> torch.nn.Module:
         return model
 

@@ -6,19 +6,41 @@ asks the top of the network to be insensitive to small perturbations of its inpu
 DSGD paper applies it to the last two layers with weights 0.2 and 0.1 (``lambdas``:
 the first weight belongs to the lower of the regularised layers).
 
-Our choices, where neither paper pins them down:
+What the sources fix, and what is ours:
 
-* noise: ``eps ~ N(0, (sigma * rms(h))^2)`` with ``h`` the (clean) input of the first
-  regularised layer and ``sigma = 0.05`` — relative to the scale of ``h`` so that one
-  setting suits models whose hidden states have very different sizes (Hua et al.
-  illustrate noise stability with noise whose norm is 5% of the representation's norm);
-* distance: per example, the squared L2 norm over the feature dimension, averaged over
-  token positions; the penalty is ``sum_j lambda_j * sum_i dist_ij / n_items`` so that it
-  is normalised like the cross-entropy (per example, gradient accumulation aware);
-* dropout: the noisy pass reuses the clean pass's random state, so both see the same
-  dropout masks and differ only by the injected noise;
-* cost: the noisy pass re-runs the whole forward (the layers below the noise are computed
-  but not back-propagated through twice): about one extra forward per step.
+* DSGD paper (its Appendix E.3): a noise regulariser on the last two layers of the
+  classifier, weights 0.2 and 0.1, in the authors' own reimplementation. It states no
+  noise distribution, no noise scale, no distance and no pooling; the last two layers of the
+  classifier could also mean the two linear layers of RoBERTa's classification head
+  (dense, out_proj) rather than the last two encoder layers we regularise — the text
+  does not settle it (``layers="dotted.path"`` chooses another stack).
+* Hua et al. (2021): what we could read of it — the introduction and Figure 1 — is
+  Gaussian noise injected at a layer and the L2 distance between clean and perturbed
+  outputs of the layers above it; their diagnostic uses noise whose L2 norm is 5 % of the
+  representation's norm. **Not verified** (the method and experiment sections were not
+  available to us): whether the regulariser's noise has a fixed standard deviation
+  (N(0, sigma^2 I)) or one relative to the representation, its value, whether the distance is squared, whether it is taken at
+  every token or at [CLS] only, and which layers and lambdas *they* regularise.
+* Library choices (defaults, unchanged): noise ``eps ~ N(0, (sigma * rms(h))^2)`` with
+  ``h`` the clean input of the first regularised layer and ``sigma = 0.05``
+  (``noise="relative"``: one setting for models whose hidden states differ in size,
+  echoing the 5 % of Hua et al.'s diagnostic); distance = per example, the squared L2
+  norm over the feature dimension, averaged over token positions (``positions="all"``).
+
+Options for the alternative readings:
+
+* ``noise="fixed"``: ``eps ~ N(0, sigma^2 I)`` with ``sigma`` an absolute standard
+  deviation (the textbook noise-stability setting);
+* ``positions="first"``: compare only the first position ([CLS], the token BERT's pooler
+  and classifier read); for layer outputs without a position axis it is the same as
+  ``"all"``.
+
+In every mode the penalty is ``sum_j lambda_j * sum_i dist_ij / n_items`` so that it is
+normalised like the cross-entropy (per example, gradient accumulation aware); the noisy
+pass reuses the clean pass's random state, so both see the same dropout masks and differ
+only by the injected noise; and the noisy pass re-runs the whole forward (the layers
+below the noise are computed but not back-propagated through twice): about one extra
+forward per step.
 
 The layer stack is found by name for Hugging Face BERT/RoBERTa/DeBERTa/ViT/Llama-style
 models and else as the longest ``nn.ModuleList`` of identical blocks; pass
@@ -87,17 +109,29 @@ def _set_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torc
         torch.cuda.set_rng_state(state[1], device)
 
 
-def stability_distance(clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
-    """Per-example squared L2 distance over features, averaged over positions: shape (B,)."""
+NOISE_MODES = ("relative", "fixed")
+POSITIONS = ("all", "first")
+
+
+def stability_distance(clean: torch.Tensor, noisy: torch.Tensor, positions: str = "all") -> torch.Tensor:
+    """Per-example squared L2 distance over features, averaged over positions (``"all"``)
+    or at the first position only (``"first"``): shape (B,)."""
     d = (noisy.float() - clean.float()).pow(2).sum(dim=-1)
-    return d.reshape(d.shape[0], -1).mean(dim=1)
+    d = d.reshape(d.shape[0], -1)
+    return d[:, 0] if positions == "first" else d.mean(dim=1)
 
 
 class LNSR(Method):
     name = "lnsr"
 
     def __init__(self, lambdas: Sequence[float] = (0.2, 0.1), sigma: float = 0.05,
-                 layers: str | None = None, seed: int | None = None) -> None:
+                 layers: str | None = None, seed: int | None = None, noise: str = "relative",
+                 positions: str = "all") -> None:
+        if noise not in NOISE_MODES:
+            raise ValueError(f"LNSR noise must be one of {list(NOISE_MODES)}, got {noise!r}")
+        if positions not in POSITIONS:
+            raise ValueError(f"LNSR positions must be one of {list(POSITIONS)}, got {positions!r}")
+        self.noise, self.positions = noise, positions
         self.lambdas = [float(x) for x in lambdas]
         if not self.lambdas or any(x < 0 for x in self.lambdas):
             raise ValueError(f"LNSR lambdas must be a non-empty list of weights >= 0, got {lambdas}")
@@ -111,7 +145,12 @@ class LNSR(Method):
         self._gen: torch.Generator | None = None
 
     def settings(self) -> dict[str, Any]:
-        return {"lambdas": self.lambdas, "sigma": self.sigma, "layers": self.layers_path}
+        out: dict[str, Any] = {"lambdas": self.lambdas, "sigma": self.sigma, "layers": self.layers_path}
+        if self.noise != "relative":  # records of the default setting stay as they were
+            out["noise"] = self.noise
+        if self.positions != "all":
+            out["positions"] = self.positions
+        return out
 
     # hooks ------------------------------------------------------------------
     def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
@@ -127,7 +166,7 @@ class LNSR(Method):
             self._clean_in = h
             return None
         clean = self._clean_in
-        scale = self.sigma * clean.detach().float().pow(2).mean().sqrt()
+        scale = self.sigma * clean.detach().float().pow(2).mean().sqrt() if self.noise == "relative" else self.sigma
         noise = torch.randn(clean.shape, generator=self._generator(clean.device),
                             device=clean.device, dtype=torch.float32)
         noisy = clean + (scale * noise).to(clean.dtype)
@@ -174,7 +213,7 @@ class LNSR(Method):
         finally:
             self._mode = None
         ce = per_example_ce(logits, batch["labels"]).sum()
-        penalty = sum(lam * stability_distance(c, n).sum()
+        penalty = sum(lam * stability_distance(c, n, self.positions).sum()
                       for lam, c, n in zip(self.lambdas, self._outs["clean"], self._outs["noisy"]))
         loss = (ce + penalty) / ctx.n_items
         loss.backward()
