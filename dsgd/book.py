@@ -6,11 +6,15 @@
 * :class:`Results` — the chapter's machine-readable results file; every headline number
   goes through it and is glued (myst-nb ``glue``) so the prose cites it, not a hand copy.
 * :func:`device_summary` — what this run executes on, for the page.
+
+These are library utilities rather than chapter glue: every chapter uses them, and
+:mod:`dsgd.store` finds the book's root with :func:`repo_root`.
 """
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import platform
 import time
@@ -51,6 +55,16 @@ def _describe(spec: Any) -> str:
     if isinstance(spec, type):
         return spec.__name__
     return getattr(spec, "__doc__", None) or repr(spec)
+
+
+def optional(spec: Any) -> Any:
+    """A parameter spec that also accepts None: ``n_max=optional(float)``."""
+
+    def ok(value: Any) -> bool:
+        return value is None or _type_ok(value, spec)
+
+    ok.__doc__ = f"{_describe(spec)} or None"
+    return ok
 
 
 def check_parameters(namespace: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -139,6 +153,13 @@ class Results:
             except ImportError:  # plain Python / Colab without myst-nb
                 pass
         return value
+
+    def put_number(self, key: str, value: Any, fmt: str | None = None, missing: str = "–") -> Any:
+        """:meth:`put`, but a number that does not exist (None or NaN: e.g. the standard
+        deviation of one run) is written as ``missing``; anything else is put as it is."""
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return self.put(key, missing)
+        return self.put(key, value, fmt)
 
     def get(self, key: str) -> Any:
         return self.data["values"][key]

@@ -16,7 +16,7 @@ this book are offered as options of every schedule:
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 Schedule = Callable[[float, float], float]
 ScheduleLike = Union[str, Schedule, float, int]
@@ -119,3 +119,27 @@ def _modified(base: Schedule, tau: float, floor: float, delay: float) -> Schedul
         return g
 
     return gamma
+
+
+# ---------------------------------------------------------------- what a gamma means
+def weight_share(gamma: Any, acc: Any) -> Any:
+    """Share of a batch's gradient weight carried by its correctly classified examples
+    under hard DSGD weights: ``gamma a / (1 - a + gamma a)`` for batch accuracy ``a``
+    (0 when the batch has no weight at all)."""
+    import numpy as np
+
+    g = np.asarray(gamma, dtype=float)
+    a = np.asarray(acc, dtype=float)
+    den = 1.0 - a + g * a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, g * a / np.where(den > 0, den, 1.0), 0.0)
+
+
+def effective_fraction(gamma: Any, acc: Any) -> Any:
+    """Total weight of a batch divided by its size: ``1 - a + gamma a``. It is 1 for plain
+    fine-tuning and ``1 - a`` (only the wrong examples count) for gamma = 0."""
+    import numpy as np
+
+    g = np.asarray(gamma, dtype=float)
+    a = np.asarray(acc, dtype=float)
+    return 1.0 - a + g * a

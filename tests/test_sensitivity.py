@@ -16,7 +16,7 @@ from dsgd.chapters import sensitivity as S
 from dsgd.config import RunConfig
 from dsgd.engine import train_run
 from dsgd.methods import get_method
-from dsgd.schedules import schedule
+from dsgd.schedules import effective_fraction, schedule, weight_share
 from dsgd.weighting import dsgd_loss, soft_example_weights
 
 torch.set_num_threads(1)
@@ -210,10 +210,10 @@ def test_epoch_summary_and_comparison_table() -> None:
 
 
 def test_weight_share_and_history_shares() -> None:
-    assert float(S.weight_share(0.5, 0.8)) == pytest.approx(2 / 3)  # 0.4 / (0.2 + 0.4)
-    assert float(S.weight_share(0.0, 0.9)) == 0.0 and float(S.weight_share(1.0, 0.3)) == pytest.approx(0.3)
-    assert float(S.weight_share(0.0, 1.0)) == 0.0  # no weight at all
-    assert float(S.effective_fraction(0.5, 0.8)) == pytest.approx(0.6)
+    assert float(weight_share(0.5, 0.8)) == pytest.approx(2 / 3)  # 0.4 / (0.2 + 0.4)
+    assert float(weight_share(0.0, 0.9)) == 0.0 and float(weight_share(1.0, 0.3)) == pytest.approx(0.3)
+    assert float(weight_share(0.0, 1.0)) == 0.0  # no weight at all
+    assert float(effective_fraction(0.5, 0.8)) == pytest.approx(0.6)
     rec = {"status": "ok", "config": {"method": "dsgd", "schedule": "linear", "tau": 1.0, "seed": 0,
                                       "batch_size": 4, "grad_accum": 1},
            "timings": {"total_steps": 4},

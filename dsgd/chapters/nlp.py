@@ -579,3 +579,30 @@ def success_counts(df: pd.DataFrame, rows: str = "label") -> pd.Series:
     counts as a training failure — is neither failed nor a success."""
     g = df.groupby(rows, sort=False)["verdict"]
     return g.apply(lambda v: f"{int((v == 'success').sum())}/{len(v)}")
+
+
+# =========================================================================== page helpers
+def variant_table(configs: Iterable[RunConfig]) -> pd.DataFrame:
+    """One row per method variant of a grid (its Table-1 row name): method and settings."""
+    rows = pd.DataFrame([{"row": variant_label(c.to_dict()), "method": c.method,
+                          "settings": c.method_kwargs or "—"} for c in configs])
+    return rows.drop_duplicates("row").set_index("row")
+
+
+def table_cell(table: pd.DataFrame | None, label: str, task: str, stat: str = "mean") -> float:
+    """One number of a :func:`dsgd.report.table1` table (row ``label``, column ``(task,
+    stat)``), NaN where the table, the row or the column is missing."""
+    try:
+        return float(table.loc[label, (task, stat)])  # type: ignore[union-attr]
+    except (KeyError, AttributeError):
+        return float("nan")
+
+
+def cost_verdict(ratio: float | None, paper: float, tol: float = 0.15) -> str:
+    """A measured cost ratio against the paper's: "about the same as" within ``tol`` of
+    the paper's value (relative), else "more than" / "less than"."""
+    if not finite(ratio):
+        return "not measured"
+    r = float(ratio)  # type: ignore[arg-type]
+    word = "about the same as" if abs(r - paper) <= tol * paper else ("more than" if r > paper else "less than")
+    return f"{r:.2f} × FFT, {word} the paper's {paper:g} ×"

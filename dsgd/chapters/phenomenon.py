@@ -621,3 +621,44 @@ __all__ = [
     "representation_examples", "run_with_representations", "ensure_runs", "load_stored",
     "compare_with_stored", "search_rows",
 ]
+
+
+# =========================================================================== page helpers
+def seed_outcomes(outcomes: str) -> dict[str, str]:
+    """``"0:success 3:collapsed"`` (a row of the setting-search table) -> ``{"0": "success",
+    "3": "collapsed"}``."""
+    return dict(o.split(":", 1) for o in str(outcomes).split())
+
+
+def rolling_mean(values: Sequence[float], window: int = 10) -> pd.Series:
+    """Trailing mean over ``window`` steps (shorter at the start), for smoothed curves."""
+    return pd.Series(values, dtype=float).rolling(window, min_periods=1).mean()
+
+
+def with_budget(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`outcome_frame` with the training budget in the arm's name (``"FFT, 150 steps"``),
+    so that runs of one arm at two budgets are told apart."""
+    df = outcome_frame(records)
+    if len(df):
+        df["arm"] = df["arm"] + ", " + df["steps"].astype(int).astype(str) + " steps"
+    return df
+
+
+def budget_arm_key(label: str) -> tuple[int, int, str]:
+    """Sort key of a :func:`with_budget` arm: budget first, then FFT, DSGD, other arms."""
+    name, steps = label.rsplit(", ", 1)
+    return int(steps.split()[0]), {"FFT": 0, "DSGD": 1}.get(name, 2), name
+
+
+def put_pairs(put: Any, prefix: str, frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Glue the paired comparison of arms ``a`` and ``b`` (:func:`paired_outcomes`) with
+    ``put(key, value)``: ``<prefix>_rescued``, ``_lost``, ``_both_failed``,
+    ``_both_succeeded``, ``_pairs`` (seeds with both arms) and ``_same`` (same outcome).
+    Returns the pairs."""
+    pairs = paired_outcomes(frame, a, b) if len(frame) else pd.DataFrame(columns=["change"])
+    cnt = pairs["change"].value_counts()
+    for k in ("rescued", "lost", "both failed", "both succeeded"):
+        put(f"{prefix}_{k.replace(' ', '_')}", int(cnt.get(k, 0)))
+    put(f"{prefix}_pairs", len(pairs))
+    put(f"{prefix}_same", int(cnt.get("both failed", 0) + cnt.get("both succeeded", 0)))
+    return pairs

@@ -32,12 +32,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dsgd.config import RunConfig
+from dsgd.schedules import effective_fraction, weight_share
 
 SUCCESS = "success"
 from dsgd.sweep import VERIFY_TOLERANCE, reproduces  # half a point of accuracy
@@ -405,25 +406,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 # =========================================================================== effective batch
-def weight_share(gamma: float | np.ndarray, acc: float | np.ndarray) -> np.ndarray:
-    """Share of a batch's gradient weight carried by its correctly classified examples
-    under hard DSGD weights: ``gamma a / (1 - a + gamma a)`` for batch accuracy ``a``
-    (0 when the batch has no weight at all)."""
-    g = np.asarray(gamma, dtype=float)
-    a = np.asarray(acc, dtype=float)
-    den = 1.0 - a + g * a
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, g * a / np.where(den > 0, den, 1.0), 0.0)
-
-
-def effective_fraction(gamma: float | np.ndarray, acc: float | np.ndarray) -> np.ndarray:
-    """Total weight of a batch divided by its size: ``1 - a + gamma a``. It is 1 for plain
-    fine-tuning and ``1 - a`` (only the wrong examples count) for gamma = 0."""
-    g = np.asarray(gamma, dtype=float)
-    a = np.asarray(acc, dtype=float)
-    return 1.0 - a + g * a
-
-
 def _step_shares(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per step: t/T, gamma, correct-group weight share and effective fraction."""
     h = record.get("history") or {}
@@ -447,18 +429,23 @@ def _step_shares(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.nda
     return steps / T, gamma, share, frac
 
 
+def _finished_step_shares(records: Iterable[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(record, t/T, gamma, share, fraction)`` of every finished run that has a history."""
+    for r in records:
+        if r.get("status") not in ("ok", "diverged"):
+            continue
+        x, g, s, f = _step_shares(r)
+        if x.size:
+            yield r, x, g, s, f
+
+
 def weight_frame(records: Iterable[dict[str, Any]], bins: int = 10) -> pd.DataFrame:
     """Per arm and training-time bin (``bin`` 0..bins-1 over t/T): mean over steps and
     seeds of ``gamma``, ``batch_acc`` (share of the batch classified correctly),
     ``share`` (weight share of the correct group) and ``frac`` (total weight / batch size).
     """
     rows = []
-    for r in records:
-        if r.get("status") not in ("ok", "diverged"):
-            continue
-        x, g, s, f = _step_shares(r)
-        if x.size == 0:
-            continue
+    for r, x, g, s, f in _finished_step_shares(records):
         acc = np.asarray(r["history"]["correct_share"], dtype=float)
         b = np.minimum((x * bins).astype(int), bins - 1)
         for k in range(bins):
@@ -479,12 +466,7 @@ def weight_summary(records: Iterable[dict[str, Any]], order: Sequence[str] | Non
     the whole run and over its last ``last`` fraction of steps (averaged per run, then
     over seeds)."""
     rows = []
-    for r in records:
-        if r.get("status") not in ("ok", "diverged"):
-            continue
-        x, g, s, f = _step_shares(r)
-        if x.size == 0:
-            continue
+    for r, x, g, s, f in _finished_step_shares(records):
         late = x >= 1.0 - last
         rows.append({"arm": arm_label(r["config"]), "share": s.mean(), "share_late": s[late].mean(),
                      "frac": f.mean(), "frac_late": f[late].mean()})
@@ -681,3 +663,112 @@ def plot_choice(axes: Sequence[Any], records: Sequence[dict[str, Any]], schedule
     if show_legend:
         ax_g.legend(fontsize=7, loc="lower right")
     return label
+
+
+# =========================================================================== page helpers
+def resolve_folder(p: str | os.PathLike | None) -> Path | None:
+    """A parameter path: relative to the book's root unless absolute; ``""``/None = None."""
+    from dsgd.book import repo_root
+
+    return None if not p else (Path(p) if os.path.isabs(p) else repo_root() / p)
+
+
+def part_table(G: pd.DataFrame, Q: pd.DataFrame, labels: Sequence[str], grid_name: str, real_name: str,
+               n_boot: int = 5000) -> pd.DataFrame:
+    """One part's table: the arms ``labels`` of the build's grid ``G`` and, where it has runs
+    of them, of the stored set ``Q`` side by side (:func:`format_summary`); "–" where a
+    set has no run of an arm."""
+    out = {grid_name: format_summary(arm_summary(G, order=labels, n_boot=n_boot))}
+    if len(Q) and Q["arm"].isin(labels).any():
+        s = arm_summary(Q, order=labels, n_boot=n_boot)
+        out[f"{real_name}, {int(s['runs'].sum())} runs"] = format_summary(s)
+    arms = set(G["arm"]) | (set(Q["arm"]) if len(Q) else set())
+    table = pd.concat(out, axis=1).reindex([a for a in labels if a in arms])
+    return table.fillna("–")
+
+
+def part_strip(G: pd.DataFrame, Q: pd.DataFrame, labels: Sequence[str], title: str):
+    """Every seed of the arms ``labels``, one panel per source (the frames' ``source``)."""
+    from dsgd.report import strip_plot
+
+    frames = [d[d["arm"].isin(labels)] for d in (G, Q) if len(d)]
+    fig = strip_plot(pd.concat(frames), group_by="source", rows="arm", order=labels,
+                     ncols=2, figsize_per=(6.2, 3.2))
+    fig.suptitle(title, y=1.02)
+    return fig
+
+
+def fails(df: pd.DataFrame, labels: Sequence[str]) -> str:
+    """``"<failed> of <runs>"`` over the runs of the arms ``labels``; "–" without runs."""
+    sub = df[df["arm"].isin(labels)] if len(df) else df
+    return f"{int(sub['failed'].sum())} of {len(sub)}" if len(sub) else "–"
+
+
+def put_claim(R: Any, key: str, claim: dict[str, Any], scale: float = 100.0) -> None:
+    """Glue a :func:`claim_check`: verdict, the two arms compared, the difference and its
+    interval (scaled, e.g. to points), and the number of paired seeds."""
+    R.put(f"{key}_verdict", claim["verdict"])
+    R.put(f"{key}_pref", str(claim["best_preferred"]))
+    R.put(f"{key}_other", str(claim["best_other"]))
+    ok = claim["n"] > 0
+    R.put_number(f"{key}_diff", scale * claim["diff"] if ok else None, "+.1f")
+    R.put(f"{key}_ci", f"[{scale * claim['lo']:+.1f}, {scale * claim['hi']:+.1f}]" if ok else "–")
+    R.put(f"{key}_n", claim["n"])
+
+
+def put_pair(R: Any, key: str, D: pd.DataFrame, source: str) -> None:
+    """Glue part (d)'s pair of ``source`` from the table ``D`` (one row per run: ``source,
+    arm, seed, verdict, accuracy, first_half, second_half``): both outcomes, DSGD's
+    second-half gradient norm over FFT's and each run's growth from the first half to the
+    second; dashes when the pair is not there."""
+    sub = D[D["source"] == source].set_index("arm") if len(D) else pd.DataFrame()
+    if not {FFT, DSGD} <= set(sub.index):
+        for k in ("seed", "fft", "dsgd", "ratio", "growth_fft", "growth_dsgd"):
+            R.put(f"{key}_{k}", "–")
+        return
+    f, d = sub.loc[FFT], sub.loc[DSGD]
+    R.put(f"{key}_seed", int(f["seed"]))
+    R.put(f"{key}_fft", f"{f['verdict']} ({100 * f['accuracy']:.1f}%)")
+    R.put(f"{key}_dsgd", f"{d['verdict']} ({100 * d['accuracy']:.1f}%)")
+    R.put_number(f"{key}_ratio", d["second_half"] / f["second_half"], ".2f")
+    R.put_number(f"{key}_growth_fft", f["second_half"] / f["first_half"], ".2f")
+    R.put_number(f"{key}_growth_dsgd", d["second_half"] / d["first_half"], ".2f")
+
+
+def weight_table(records: Iterable[dict[str, Any]], df: pd.DataFrame, arms: Sequence[str],
+                 n_boot: int = 5000) -> pd.DataFrame:
+    """Part (e): per arm the correct group's weight share and the batch's weight
+    (:func:`weight_summary`, over the run and its last quarter) next to its accuracy,
+    failures and runs."""
+    ws = weight_summary(records, order=list(arms) + [FFT])
+    summ = arm_summary(df, order=list(ws.index), n_boot=n_boot)
+    return ws.join(summ[["mean", "failures", "runs"]]).rename(columns={
+        "share": "correct share (all)", "share_late": "correct share (last quarter)",
+        "frac": "weight / batch (all)", "frac_late": "weight / batch (last quarter)", "mean": "accuracy"})
+
+
+def shown_value(R: Any, key: str, fmt: str = "+.2f") -> str:
+    """A glued value as the page shows it: a float in ``fmt``, anything else as text, "–"
+    when the key was never glued."""
+    try:
+        x = R.get(key)
+    except KeyError:
+        return "–"
+    return format(x, fmt) if isinstance(x, float) else str(x)
+
+
+def choice_widget(sources: dict[str, Sequence[dict[str, Any]]], taus: Sequence[float]):
+    """An ipywidgets explorer of :func:`plot_choice`: schedule, tau and the set of runs."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(schedule: str = "linear", tau: float = 1.0, source: str = next(iter(sources))) -> None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+        plot_choice(axes, sources[source], schedule, tau, title=f"{source}: {choice_label(schedule, tau)}")
+        plt.tight_layout()
+        plt.show()
+
+    return widgets.interact(
+        show, schedule=widgets.Dropdown(options=["linear", "cosine", "descending", "constant"], value="linear"),
+        tau=widgets.SelectionSlider(options=list(taus), value=1.0, description="τ"),
+        source=widgets.Dropdown(options=list(sources), value=next(iter(sources))))

@@ -372,3 +372,25 @@ def table5_check() -> pd.DataFrame:
                      "our size at that ρ": ours, f"our size at ρ = label": literal,
                      "match": ours == size})
     return pd.DataFrame(rows)
+
+
+# =========================================================================== page helpers
+METHOD_ORDER = ["fft", "focal", "lnsr", "noisytune", "pcgrad", "swa", "dsgd"]  # rows of the tables
+
+
+def put_numbers(R: Any, prefix: str, frame: pd.DataFrame, table: pd.DataFrame,
+                settings: Sequence[str]) -> None:
+    """Glue one result set's headline numbers, keyed by the setting's position ``i`` in
+    ``settings`` (so the text reads the same for every profile): FFT's and DSGD's mean,
+    std, head and tail accuracy (``<prefix>_s<i>_<method>_acc|std|head|tail``), DSGD
+    minus FFT (``<prefix>_s<i>_diff``), the number of runs and of failed runs."""
+    ht = frame.groupby(["setting", "method"])[["head_accuracy", "tail_accuracy"]].mean() * 100
+    for i, s in enumerate(settings):
+        for m in ("fft", "dsgd"):
+            R.put(f"{prefix}_s{i}_{m}_acc", table.loc[m, (s, "mean")], ".2f")
+            R.put(f"{prefix}_s{i}_{m}_std", table.loc[m, (s, "std")], ".2f")
+            R.put(f"{prefix}_s{i}_{m}_head", ht.loc[(s, m), "head_accuracy"], ".1f")
+            R.put(f"{prefix}_s{i}_{m}_tail", ht.loc[(s, m), "tail_accuracy"], ".1f")
+        R.put(f"{prefix}_s{i}_diff", table.loc["dsgd", (s, "mean")] - table.loc["fft", (s, "mean")], "+.2f")
+    R.put(f"{prefix}_n_runs", len(frame))
+    R.put(f"{prefix}_n_failed", int(table[("runs", "failed")].sum()))
