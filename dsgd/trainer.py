@@ -20,7 +20,8 @@ Three entry points, one behaviour (the maths lives in :mod:`dsgd.weighting`):
   schedule up), ``T`` is ``state.max_steps``; every micro-batch is divided by the number
   of examples in the whole optimizer step (``num_items_in_batch``) so accumulated
   micro-batches give exactly the gradient of one big batch; weights and loss are computed
-  in float32 whatever the logits' precision; ``dsgd_gamma``, ``dsgd_correct_weight_share``
+  in float32 for half-precision (float16/bfloat16) logits and in the logits' own precision
+  otherwise (float64 stays float64); ``dsgd_gamma``, ``dsgd_correct_weight_share``
   (``gamma |C| / (|W| + gamma |C|)``), ``dsgd_correct_frac`` and ``dsgd_ce`` (the
   unweighted cross-entropy) join the Trainer's training logs.
 
@@ -42,7 +43,7 @@ import torch
 
 from .schedules import ScheduleLike
 from .schedules import schedule as make_schedule
-from .weighting import PerExampleLoss, correct_mask, dsgd_loss, get_loss
+from .weighting import PerExampleLoss, correct_mask, dsgd_loss, get_loss, upcast_half
 
 LOG_KEYS = ("dsgd_gamma", "dsgd_correct_weight_share", "dsgd_correct_frac", "dsgd_ce")
 
@@ -121,7 +122,8 @@ class DSGDLoss:
         normalizer: float | int | torch.Tensor | None = None,
         weights_from: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``sum_i v_i loss_i / normalizer`` (float32), ``v_i = 1`` if wrong else ``gamma_step``.
+        """``sum_i v_i loss_i / normalizer``, ``v_i = 1`` if wrong else ``gamma_step``; in
+        float32 for half-precision logits, else in the logits' precision.
 
         normalizer: examples per optimizer step (default: this batch's size). With gradient
           accumulation give the size of the whole optimizer step to every micro-batch.
@@ -129,12 +131,13 @@ class DSGDLoss:
           ``logits``.
         """
         g = self.gamma(step, total_steps)
-        # float32 for the weights as well: gamma rounded to bf16 would shift every weight.
-        logits32 = logits.float()
-        decide32 = None if weights_from is None else weights_from.detach().float()
-        out = dsgd_loss(logits32, labels, g, loss=self.per_example_loss, normalizer=normalizer,
-                        weights_from=decide32)
-        self._record(logits32, labels, g, decide32)
+        # float32 for half precision, weights included (gamma rounded to bf16 would shift
+        # every weight); float64 stays float64.
+        logits_up = upcast_half(logits)
+        decide_up = None if weights_from is None else upcast_half(weights_from.detach())
+        out = dsgd_loss(logits_up, labels, g, loss=self.per_example_loss, normalizer=normalizer,
+                        weights_from=decide_up)
+        self._record(logits_up, labels, g, decide_up)
         return out
 
     def __call__(self, outputs: Any, labels: torch.Tensor,
@@ -156,16 +159,16 @@ class DSGDLoss:
         self._last_gamma: float | None = None
 
     @torch.no_grad()
-    def _record(self, logits32: torch.Tensor, labels: torch.Tensor, g: float,
-                decide32: torch.Tensor | None) -> None:
-        c = correct_mask(logits32 if decide32 is None else decide32, labels)
+    def _record(self, logits_up: torch.Tensor, labels: torch.Tensor, g: float,
+                decide_up: torch.Tensor | None) -> None:
+        c = correct_mask(logits_up if decide_up is None else decide_up, labels)
         n_c = int(c.sum())
         n = int(labels.shape[0])
         self._w_correct += g * n_c
         self._w_total += (n - n_c) + g * n_c
         self._n += n
         self._n_correct += n_c
-        self._ce_sum += float(torch.nn.functional.cross_entropy(logits32, labels, reduction="sum"))
+        self._ce_sum += float(torch.nn.functional.cross_entropy(logits_up, labels, reduction="sum"))
         self._last_gamma = g
 
     def pop_stats(self) -> dict[str, float]:

@@ -17,6 +17,11 @@ prediction of class 0.
 Beyond the paper, :func:`soft_example_weights` replaces the hard correct/wrong split by a
 weight that depends on each example's own loss (``weighting="soft"`` in :func:`dsgd_loss`
 and in the ``dsgd`` method's settings); the default stays the paper's hard split.
+
+Precision: losses and weights are computed in the logits' own precision, except that half
+precision (float16, bfloat16) is upcast to float32 first (:func:`upcast_half`), so a
+float64 model gets a float64 loss and gradient, and a float32 one exactly what it got
+before this rule was written down.
 """
 from __future__ import annotations
 
@@ -27,6 +32,12 @@ import torch
 import torch.nn.functional as F
 
 PerExampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def upcast_half(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is float16/bfloat16; any other dtype (float32, float64) as is."""
+    return x.float() if x.dtype in HALF_DTYPES else x
 
 
 def _check(logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -85,13 +96,14 @@ def soft_example_weights(logits: torch.Tensor, labels: torch.Tensor, gamma: floa
     1, as in DSGD; a correct example's weight falls continuously towards ``gamma`` as it
     becomes confident (``p_i -> 1``). So the weight has no jump at the decision boundary: an
     example that barely crosses it is not suddenly down-weighted to gamma. ``gamma = 1``
-    gives plain fine-tuning. Returned without gradient, in float32.
+    gives plain fine-tuning. Returned without gradient, in float32 (float64 for float64
+    logits).
     """
     gamma = _check_gamma(gamma)
     if check:
         _check(logits, labels)
     with torch.no_grad():
-        ce = F.cross_entropy(logits.detach().float(), labels, reduction="none")
+        ce = F.cross_entropy(upcast_half(logits.detach()), labels, reduction="none")
         return torch.clamp(gamma + (1.0 - gamma) * ce / math.log(2.0), max=1.0)
 
 
@@ -107,7 +119,7 @@ def weights_for(weighting: str, logits: torch.Tensor, labels: torch.Tensor, gamm
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-example cross-entropy (computed in float32 for half-precision logits)."""
-    return F.cross_entropy(logits.float(), labels, reduction="none")
+    return F.cross_entropy(upcast_half(logits), labels, reduction="none")
 
 
 def focal(alpha: float = 0.25, gamma: float = 2.0) -> PerExampleLoss:
@@ -118,7 +130,7 @@ def focal(alpha: float = 0.25, gamma: float = 2.0) -> PerExampleLoss:
     """
 
     def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logp = F.log_softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
+        logp = F.log_softmax(upcast_half(logits), dim=-1).gather(1, labels[:, None]).squeeze(1)
         p = logp.exp()
         return -alpha * (1.0 - p).pow(gamma) * logp
 
@@ -169,7 +181,8 @@ def dsgd_loss(
             raise ValueError(f"weights_from must have the logits' shape {tuple(logits.shape)}, "
                              f"got {tuple(weights_from.shape)}")
     decide = logits if weights_from is None else weights_from
-    w = weights_for(weighting, decide, labels, gamma, check=False)
+    # weights in the upcast precision: gamma rounded to float16/bfloat16 would shift them
+    w = weights_for(weighting, upcast_half(decide), labels, gamma, check=False)
     per_example = get_loss(loss)(logits, labels)
     m = labels.shape[0] if normalizer is None else normalizer
     return (w.to(per_example.dtype) * per_example).sum() / m
