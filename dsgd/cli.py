@@ -4,6 +4,7 @@
     dsgd table STORE [--metric accuracy] [--group-by task] [--ensembles 3,5,7,9]
     dsgd verify STORE -k 2 [--seed 0] [--tolerance 0.005]
     dsgd status STORE
+    dsgd repair-provenance STORE [--copied-from FILE] [--dry-run] [--force]
 
 The sweep parameter file schema is printed by ``dsgd sweep --help`` (it is
 :data:`dsgd.sweep.PARAMS_SCHEMA`). ``--run-fn module:function`` replaces the training
@@ -39,18 +40,27 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     from dsgd.store import ResultStore
     from dsgd.sweep import configs_from_params, load_params, run_sweep
 
+    from dsgd.sweep import _check_run_settings, preflight, resolve_fn
+
     params = load_params(a.params)
     configs = configs_from_params(params)
     run = dict(params.get("run") or {})
-    unknown = sorted(set(run) - {"workers", "backend", "threads_per_worker", "gpus_per_run", "retry_errors"})
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} under 'run:' in {a.params}")
     store = ResultStore(a.store or params.get("store"))
-    workers = a.workers if a.workers is not None else int(run.get("workers", 1))
+    workers = a.workers if a.workers is not None else run.get("workers", 1)
     backend = a.backend or run.get("backend", "local")
     threads = a.threads_per_worker if a.threads_per_worker is not None else run.get("threads_per_worker", 1)
-    gpus = a.gpus_per_run if a.gpus_per_run is not None else float(run.get("gpus_per_run", 0))
+    gpus = a.gpus_per_run if a.gpus_per_run is not None else run.get("gpus_per_run", 0)
     retry = run.get("retry_errors", True) if not a.no_retry_errors else False
+    if not isinstance(retry, bool):
+        raise ValueError(f"run.retry_errors must be true or false, got {retry!r} (in {a.params})")
+    _check_run_settings(backend, workers, threads, gpus)
+    if a.run_fn is not None:
+        try:
+            resolve_fn(a.run_fn)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"--run-fn {a.run_fn!r} cannot be imported ({e}); give "
+                             "'package.module:function'") from None
+    preflight(configs, a.run_fn or "dsgd.engine:train_run")
 
     statuses = [store.status(c.run_id()) for c in configs]
     n_done = sum(s in ("ok", "diverged") for s in statuses)
@@ -145,10 +155,37 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def cmd_status(a: argparse.Namespace) -> int:
+def _existing_store(path: str):
     from dsgd.store import ResultStore
 
-    print(json.dumps(ResultStore(a.store).check(), indent=1))
+    store = ResultStore(path)
+    if not store.runs_dir.is_dir() and not store.provenance.path.exists():
+        raise ValueError(f"{path!r} is not a result store (it has neither runs/ nor provenance.json)")
+    return store
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    """Counts per status, corrupt/temporary/quarantined files, claims in flight, and the
+    accounting: which runs no session accounts for, which sessions were left open."""
+    print(json.dumps(_existing_store(a.store).check(), indent=1))
+    return 0
+
+
+def cmd_repair(a: argparse.Namespace) -> int:
+    from dsgd.audit import repair_provenance
+
+    store = _existing_store(a.store)
+    copied = None
+    if a.copied_from:
+        try:
+            copied = json.loads(Path(a.copied_from).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"--copied-from: no file {a.copied_from!r}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--copied-from {a.copied_from!r} is not JSON: {e}") from None
+    summary = repair_provenance(store, copied_from=copied, dry_run=a.dry_run, force=a.force,
+                                command=["dsgd", *(a.argv if a.argv is not None else sys.argv[1:])])
+    print(json.dumps(summary, indent=1))
     return 0
 
 
@@ -205,9 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=["markdown", "text", "csv"], default="markdown")
     v.set_defaults(func=cmd_verify)
 
-    st = sub.add_parser("status", help="counts per status, corrupt and stray temporary files")
+    st = sub.add_parser("status", help="counts per status, corrupt files, runs no session accounts "
+                        "for, sessions left open")
     st.add_argument("store")
     st.set_defaults(func=cmd_status)
+
+    r = sub.add_parser("repair-provenance", help="attribute stored runs to sessions from the evidence; "
+                       "close sessions left open", description=(
+                           "Adds 'session' and 'attribution' (and 'copied_from') to records written "
+                           "by older code, from the evidence the store holds (see dsgd.audit); never "
+                           "changes a number or a config. Sessions left open are closed as "
+                           "interrupted."))
+    r.add_argument("store")
+    r.add_argument("--copied-from", help="JSON file: run_id -> path of the record it was copied from")
+    r.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
+    r.add_argument("--force", action="store_true",
+                   help="repair even if the store was written in the last minutes (a sweep may still run)")
+    r.set_defaults(func=cmd_repair)
     return p
 
 
@@ -216,11 +267,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else None
+    from dsgd.sweep import SweepInterrupted
+
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as e:
         print(f"dsgd {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except SweepInterrupted as e:
+        import signal
+
+        print(f"dsgd {args.command}: {e}; finished runs are stored, rerun the same command to resume",
+              file=sys.stderr)
+        return 128 + int(signal.Signals[e.signame])
 
 
 if __name__ == "__main__":

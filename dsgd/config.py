@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,7 +72,10 @@ class RunConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """Raise ``ValueError`` with a clear message for impossible settings."""
+        """Raise ``ValueError`` with a clear message for impossible settings (a value of
+        the wrong type first, e.g. ``epochs="two"``, so later checks never hit a bare
+        ``TypeError``)."""
+        check_field_types(self)
         if not 0.0 <= float(self.tau) <= 1.0:
             raise ValueError(f"tau must lie in [0, 1], got {self.tau}")
         if self.lr <= 0:
@@ -113,3 +117,60 @@ class RunConfig:
         blob = json.dumps(self.result_dict(), sort_keys=True, default=str)
         h = hashlib.sha256(blob.encode()).hexdigest()[:12]
         return f"{self.task}-{self.model}-{self.method}-s{self.seed}-{h}"
+
+
+# --------------------------------------------------------------------------- type checks
+def _type_names(annotation: Any) -> list[str]:
+    """``"int | None"`` -> ``["int", "None"]``; ``"dict[str, Any]"`` -> ``["dict"]``;
+    ``Literal[...]`` -> ``["str"]`` (its values are checked by :meth:`RunConfig.validate`)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    out = []
+    for part in text.split("|"):
+        part = part.strip()
+        out.append("str" if part.startswith("Literal[") else part.split("[", 1)[0])
+    return out
+
+
+def _is_type(value: Any, name: str) -> bool:
+    """Whether ``value`` fits the annotation name (bools are not numbers here)."""
+    if name == "None":
+        return value is None
+    if name == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if name == "int":
+        return isinstance(value, numbers.Integral)
+    if name == "float":
+        return isinstance(value, numbers.Real)
+    if name == "str":
+        return isinstance(value, str)
+    if name == "dict":
+        return isinstance(value, dict)
+    return True  # an annotation this check does not know: accept
+
+
+_WHAT = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+         "dict": "a mapping (e.g. {alpha: 0.25})", "None": "null (unset)"}
+
+
+def check_field_types(cfg: Any) -> None:
+    """``ValueError`` naming the field when a :class:`RunConfig` value has the wrong type."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        names = _type_names(f.type)
+        if not any(_is_type(value, n) for n in names):
+            want = " or ".join(_WHAT.get(n, n) for n in names)
+            raise ValueError(
+                f"RunConfig field {f.name!r} must be {want}, got {value!r} "
+                f"({type(value).__name__}); fix it in the config or parameter file "
+                f"(default: {_default_text(f)})"
+            )
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return repr(f.default_factory())  # type: ignore[misc]
+    return "none"

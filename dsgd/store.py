@@ -15,16 +15,32 @@ A file that is nevertheless unreadable (edited by hand, truncated by a full disk
 filesystem without atomic rename, ...) is never used silently: reading it raises
 :class:`CorruptRecordError`, which names the file and says what to do.
 
+Who produced a record: a sweep stamps each record with its ``session`` (an id of an
+entry in ``provenance.json``) and ``stored_at`` before the worker process that computed
+it stores it, so the accounting never depends on a sweep ending normally. Records written
+by older code have no ``session`` field; they stay readable everywhere, and
+:mod:`dsgd.audit` (``dsgd repair-provenance``) attributes them afterwards from the
+evidence the store holds. :meth:`ResultStore.accounting` (``dsgd status``) lists runs no
+session accounts for and sessions left open.
+
+Concurrency: a process computing a run first takes its *claim*, an ``fcntl.flock`` on
+``<store>/claims/<run_id>.lock`` (see :meth:`ResultStore.claim`). The kernel drops the
+lock when the owner dies, so a claim can never go stale; two sweeps on one store never
+compute the same run twice. ``provenance.json`` is updated under a lock as well.
+
 Statuses: ``"ok"`` and ``"diverged"`` are *finished* runs; ``"error"`` marks a run whose
 function raised (the traceback is kept in the record). Error records are kept so nothing
 is lost, but they do not count as finished: the next sweep recomputes them.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import platform
+import secrets
 import subprocess
 import tempfile
 import time
@@ -33,6 +49,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 FINISHED_STATUSES = ("ok", "diverged")
 STATUSES = ("ok", "diverged", "error")
+# record fields that say where a record came from (added at store time or by a repair)
+PROVENANCE_FIELDS = ("session", "stored_at", "attribution", "copied_from")
 
 
 class CorruptRecordError(ValueError):
@@ -95,7 +113,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def validate_record(record: Any, run_id: str | None = None) -> None:
-    """Raise ``ValueError`` unless ``record`` looks like a run record (for ``run_id``)."""
+    """Raise ``ValueError`` unless ``record`` looks like a run record (for ``run_id``).
+
+    The provenance fields are optional (old records have none); when present, ``session``
+    is a session id or ``None`` (explicitly unattributed) and ``attribution`` a text."""
     if not isinstance(record, dict):
         raise ValueError(f"a run record must be a dict, got {type(record).__name__}")
     for key in ("run_id", "config", "status"):
@@ -105,6 +126,71 @@ def validate_record(record: Any, run_id: str | None = None) -> None:
         raise ValueError(f"run record status must be one of {STATUSES}, got {record['status']!r}")
     if run_id is not None and record["run_id"] != run_id:
         raise ValueError(f"run record has run_id {record['run_id']!r}, expected {run_id!r}")
+    if "session" in record and not (record["session"] is None or isinstance(record["session"], str)):
+        raise ValueError(f"run record session must be a session id (str) or null, got {record['session']!r}")
+    if "attribution" in record and not isinstance(record["attribution"], str):
+        raise ValueError(f"run record attribution must be a text, got {record['attribution']!r}")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if needed) for the block."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a zombie does not count: an
+    orphan's zombie may linger where nothing reaps it)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return False
+    except (OSError, ValueError, TypeError, IndexError):
+        pass
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+class RunClaim:
+    """An exclusive claim on one run id (see :meth:`ResultStore.claim`); release it with
+    :meth:`release` or use it as a context manager."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.unlink(self.path)  # while still holding the lock: see ResultStore.claim
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+    def __enter__(self) -> "RunClaim":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 class ResultStore:
@@ -196,11 +282,15 @@ class ResultStore:
         for r in self.run_ids():
             s = self.status(r) or "missing"
             counts[s] = counts.get(s, 0) + 1
+        quarantined = sorted(str(p) for p in (self.path / "quarantine").glob("*.json"))
         return {
             "path": str(self.path),
             "counts": counts,
             "corrupt": [str(p) for p in self.corrupt()],
             "temp_files": [str(p) for p in self.temp_files()],
+            "quarantined": quarantined,
+            "claims": self.claims(),
+            **self.accounting(),
         }
 
     def records(
@@ -256,6 +346,121 @@ class ResultStore:
 
     def delete(self, run_id: str) -> None:
         self.file(run_id).unlink(missing_ok=True)
+
+    def quarantine(self, run_id: str) -> Path | None:
+        """Move an unreadable record out of ``runs/`` into ``quarantine/`` (kept for
+        inspection, no longer a record) so that the run is recomputed; returns the new path."""
+        src = self.file(run_id)
+        if not src.exists():
+            return None
+        dst = self.path / "quarantine" / f"{run_id}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.json"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dst)
+        except FileNotFoundError:  # another process moved it first
+            return None
+        return dst
+
+    # ---------------------------------------------------------------- claims
+    @property
+    def claims_dir(self) -> Path:
+        return self.path / "claims"
+
+    def claim(self, run_id: str, wait: bool = False, owner: dict[str, Any] | None = None) -> RunClaim | None:
+        """Claim ``run_id`` for computing: an exclusive ``flock`` on ``claims/<run_id>.lock``.
+
+        Returns ``None`` when another live process holds it (``wait=False``), else blocks
+        until it is free. The kernel releases the lock of a dead process, so there is no
+        stale claim to clean up. Release unlinks the file while still holding the lock;
+        a claimer that locked an inode which has meanwhile been unlinked sees that the path
+        now names another inode (or none) and tries again, so at most one process holds the
+        claim of a path. ``owner`` (pid, host, session) is written into the file for
+        ``dsgd status``."""
+        import fcntl
+
+        path = self.claims_dir / f"{self.file(run_id).stem}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            info = {"pid": os.getpid(), "host": platform.node(), "since": _now(), **(owner or {})}
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode())
+            return RunClaim(path, fd)
+
+    def claims(self) -> list[dict[str, Any]]:
+        """Claim files present now: run id, owner (pid, host, session) and whether that
+        owner is alive (a dead owner's file is a harmless leftover: its lock is gone)."""
+        out = []
+        if not self.claims_dir.is_dir():
+            return out
+        for p in sorted(self.claims_dir.glob("*.lock")):
+            try:
+                info = json.loads(p.read_text(encoding="utf-8") or "{}")
+            except (OSError, ValueError):
+                info = {}
+            alive = info.get("host") == platform.node() and pid_alive(info.get("pid", -1))
+            out.append({"run_id": p.stem, **info, "alive": alive})
+        return out
+
+    # ---------------------------------------------------------------- accounting
+    def accounting(self) -> dict[str, Any]:
+        """Which session accounts for each stored record, and which sessions are open.
+
+        A record is accounted for when its ``session`` names a session of this store's
+        ``provenance.json`` (``by_session``), when it carries ``copied_from`` (``copied``),
+        or, for records of older code without a ``session`` field, when a session lists it
+        as computed (``listed``). ``unknown``: marked explicitly unattributed
+        (``session: null`` with an ``attribution`` note); ``unaccounted``: nothing accounts
+        for it (needs ``dsgd repair-provenance``); ``dangling``: names a session this
+        store does not hold. Open sessions: no end time and not closed by a repair."""
+        data = self.provenance.load()
+        sessions = data.get("sessions", [])
+        ids = {session_id(s, i) for i, s in enumerate(sessions)}
+        listed = {r for s in sessions for r in (s.get("computed") or []) + (s.get("errors") or [])}
+        kinds: dict[str, list[str]] = {k: [] for k in
+                                       ("by_session", "copied", "listed", "unknown", "unaccounted", "dangling")}
+        for rid in self.run_ids():
+            try:
+                rec = self.get(rid)
+            except CorruptRecordError:
+                continue  # reported under "corrupt"
+            if "session" in rec:
+                if rec["session"] in ids:
+                    kind = "by_session"
+                elif rec["session"] is None:
+                    kind = "copied" if rec.get("copied_from") else "unknown"
+                else:
+                    kind = "dangling"
+            else:
+                kind = "listed" if rid in listed else "unaccounted"
+            kinds[kind].append(rid)
+        open_sessions = [
+            {"id": session_id(s, i), "index": i, "start": s.get("start"), "command": s.get("command"),
+             "pid": s.get("pid"), "host": (s.get("machine") or {}).get("hostname")}
+            for i, s in enumerate(sessions) if s.get("end") is None and not s.get("closed_by_repair")
+        ]
+        return {
+            "sessions": len(sessions),
+            "attribution": {k: len(v) for k, v in kinds.items()},
+            "unaccounted": kinds["unaccounted"] + kinds["dangling"],
+            "unknown": kinds["unknown"],
+            "open_sessions": open_sessions,
+        }
 
     # ---------------------------------------------------------------- provenance
     @property
@@ -343,18 +548,37 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def new_session_id() -> str:
+    """A session id unique across processes and machines: UTC time, pid, random suffix."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-p{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def session_id(session: dict[str, Any], index: int) -> str:
+    """The id of a session entry; entries written by older code (no ``id``) are called
+    ``legacy-<index>`` (the name :mod:`dsgd.audit` writes into them when repairing)."""
+    return session.get("id") or f"legacy-{index}"
+
+
+def text_sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class Provenance:
     """``provenance.json`` of a store: how its records were produced.
 
-    It holds ``sessions`` (one per sweep invocation, resumed sweeps append: command line,
-    working directory, parameter file name and contents, backend/workers, library versions,
-    git commit, machine, start and end time, which runs were computed, skipped or failed,
-    and whether the session was interrupted) and ``runs`` (run id -> its timings and the
-    session that computed it). A session killed with SIGKILL keeps ``"end": null``.
+    It holds ``sessions`` (one per sweep invocation, resumed sweeps append: ``id``, command
+    line, working directory, parameter file name, contents and SHA-256, backend/workers,
+    library versions, git commit, machine, pid, start and end time, which runs were computed,
+    skipped or failed, and why the session was interrupted, if it was) and ``runs`` (run id
+    -> its timings and the session that computed it, written when a session closes). The
+    authoritative link is the ``session`` field of each record, written as it is stored.
+    A session killed with SIGKILL keeps ``"end": null``. Every update is a locked
+    read-modify-write, so concurrent sweeps on one store do not lose each other's sessions.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
 
     def load(self) -> dict[str, Any]:
         if not self.path.exists():
@@ -367,14 +591,36 @@ class Provenance:
     def _save(self, data: dict[str, Any]) -> None:
         atomic_write_text(self.path, dumps(data))
 
-    def start_session(
+    @contextlib.contextmanager
+    def update(self) -> Iterator[dict[str, Any]]:
+        """``with prov.update() as data:`` edit ``data``; saved on exit, under the lock."""
+        with file_lock(self.lock_path):
+            data = self.load()
+            data.setdefault("sessions", [])
+            data.setdefault("runs", {})
+            yield data
+            self._save(data)
+
+    def find(self, data: dict[str, Any], session: int | str) -> int:
+        """The index of the session entry with this index or id."""
+        sessions = data["sessions"]
+        if isinstance(session, int):
+            if not 0 <= session < len(sessions):
+                raise KeyError(f"no session {session} in {self.path}")
+            return session
+        for i, s in enumerate(sessions):
+            if session_id(s, i) == session:
+                return i
+        raise KeyError(f"no session {session!r} in {self.path}")
+
+    def new_session(
         self,
         command: list[str] | str | None = None,
         params_file: str | os.PathLike | None = None,
         params_text: str | None = None,
         **settings: Any,
-    ) -> int:
-        """Append a session and return its index."""
+    ) -> dict[str, Any]:
+        """Append a session and return (a copy of) its entry, with ``id`` and ``index``."""
         from dsgd.book import repo_root
 
         if params_file is not None and params_text is None:
@@ -382,47 +628,86 @@ class Provenance:
                 params_text = Path(params_file).read_text(encoding="utf-8")
             except OSError:
                 params_text = None
-        data = self.load()
-        data["sessions"].append(
-            {
-                "start": _now(),
-                "end": None,
-                "command": command,
-                "cwd": os.getcwd(),
-                "params_file": str(params_file) if params_file is not None else None,
-                "params_text": params_text,
-                "settings": settings,
-                "versions": library_versions(),
-                "git": git_commit(repo_root()),
-                "machine": machine_summary(),
-                "computed": [],
-                "errors": [],
-                "skipped": 0,
-                "interrupted": None,
-            }
-        )
-        self._save(data)
-        return len(data["sessions"]) - 1
+        entry = {
+            "id": new_session_id(),
+            "start": _now(),
+            "end": None,
+            "command": command,
+            "cwd": os.getcwd(),
+            "params_file": str(params_file) if params_file is not None else None,
+            "params_text": params_text,
+            "params_sha256": text_sha256(params_text),
+            "settings": settings,
+            "versions": library_versions(),
+            "git": git_commit(repo_root()),
+            "machine": machine_summary(),
+            "pid": os.getpid(),
+            "computed": [],
+            "errors": [],
+            "skipped": 0,
+            "interrupted": None,
+        }
+        with self.update() as data:
+            data["sessions"].append(entry)
+            index = len(data["sessions"]) - 1
+        return {**entry, "index": index}
+
+    def start_session(self, command: list[str] | str | None = None,
+                      params_file: str | os.PathLike | None = None,
+                      params_text: str | None = None, **settings: Any) -> int:
+        """Append a session and return its index (see :meth:`new_session`)."""
+        return self.new_session(command, params_file, params_text, **settings)["index"]
 
     def end_session(
         self,
-        session: int,
+        session: int | str,
         computed: list[dict[str, Any]],
         skipped: int,
-        interrupted: bool = False,
+        interrupted: bool | str = False,
     ) -> None:
-        """Close a session: record which runs it computed and their timings."""
-        data = self.load()
-        s = data["sessions"][session]
-        s["end"] = _now()
-        s["skipped"] = skipped
-        s["interrupted"] = interrupted
-        s["computed"] = [r["run_id"] for r in computed if r["status"] != "error"]
-        s["errors"] = [r["run_id"] for r in computed if r["status"] == "error"]
-        for r in computed:
-            data["runs"][r["run_id"]] = {
-                "status": r["status"],
-                "session": session,
-                "timings": r.get("timings"),
-            }
-        self._save(data)
+        """Close a session: its end time, why it was interrupted (``False``: it was not; a
+        text such as ``"SIGTERM"`` otherwise), and the runs it computed — the records given
+        plus every stored record that names the session (stored by workers whose result
+        the parent never received). Records given here that do not yet name the session
+        (copied in by an import, for instance) are stamped with it."""
+        store = ResultStore(self.path.parent)
+        with self.update() as data:
+            index = self.find(data, session)
+            s = data["sessions"][index]
+            sid = session_id(s, index)
+            for r in computed:
+                _stamp(store, r["run_id"], sid)
+            mine = {r["run_id"]: r for r in computed}
+            for rid in store.run_ids():
+                if rid not in mine:
+                    try:
+                        rec = store.get(rid)
+                    except CorruptRecordError:
+                        continue
+                    if rec.get("session") == sid:
+                        mine[rid] = rec
+            s["end"] = _now()
+            s["skipped"] = skipped
+            s["interrupted"] = interrupted
+            s["computed"] = sorted(r for r, rec in mine.items() if rec["status"] != "error")
+            s["errors"] = sorted(r for r, rec in mine.items() if rec["status"] == "error")
+            for rid, r in mine.items():
+                data["runs"][rid] = {"status": r["status"], "session": index, "session_id": sid,
+                                     "timings": r.get("timings")}
+
+
+def _stamp(store: ResultStore, run_id: str, sid: str) -> None:
+    """Make the stored record of ``run_id`` name session ``sid``: add ``session`` and
+    ``stored_at``; a ``session`` it brought from another store moves to ``copied_from``."""
+    try:
+        rec = store.get(run_id)
+    except (KeyError, CorruptRecordError):
+        return
+    if rec.get("session") == sid:
+        return
+    if "session" in rec:
+        rec["copied_from"] = {"session": rec["session"], "attribution": rec.get("attribution"),
+                              "copied_from": rec.get("copied_from"), "stored_at": rec.get("stored_at")}
+    rec["session"] = sid
+    rec["stored_at"] = _now()
+    store.put(rec)

@@ -16,6 +16,7 @@ sweep over the same grid tries it again (``retry_errors=False`` keeps it instead
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import json
@@ -24,20 +25,21 @@ import os
 import pickle
 import random
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from dsgd.config import RunConfig
-from dsgd.store import FINISHED_STATUSES, ResultStore, validate_record
+from dsgd.store import FINISHED_STATUSES, PROVENANCE_FIELDS, ResultStore, validate_record
 
 RunFn = Callable[[RunConfig], dict]
 
 # plural spellings accepted as axis names
 AXIS_ALIASES = {"seeds": "seed", "methods": "method", "tasks": "task", "models": "model"}
 # record fields that legitimately differ between two computations of the same run
-VOLATILE_FIELDS = ("timings", "machine")
+VOLATILE_FIELDS = ("timings", "machine") + PROVENANCE_FIELDS
 
 PARAMS_SCHEMA = """\
 A sweep parameter file (YAML) has these top-level keys:
@@ -74,7 +76,7 @@ def _as_base_dict(base: dict[str, Any] | RunConfig | None) -> dict[str, Any]:
         return base.to_dict()
     if isinstance(base, dict):
         return dict(base)
-    raise TypeError(f"base must be a dict or RunConfig, got {type(base).__name__}")
+    raise ValueError(f"base must be a mapping of RunConfig fields (or a RunConfig), got {base!r}")
 
 
 def _coerce_number(name: str, value: Any) -> Any:
@@ -155,6 +157,9 @@ def expand_grid(base: dict[str, Any] | RunConfig | None = None, **axes: Sequence
     return configs
 
 
+RUN_KEYS = ("workers", "backend", "threads_per_worker", "gpus_per_run", "retry_errors")
+
+
 def configs_from_params(params: dict[str, Any]) -> list[RunConfig]:
     """Configs described by a parameter mapping (see :data:`PARAMS_SCHEMA`)."""
     if not isinstance(params, dict):
@@ -163,7 +168,17 @@ def configs_from_params(params: dict[str, Any]) -> list[RunConfig]:
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown} in the sweep parameters\n\n" + PARAMS_SCHEMA)
     base = params.get("base") or {}
+    if not isinstance(base, dict):
+        raise ValueError(f"'base' must be a mapping of RunConfig fields, got {base!r}\n\n" + PARAMS_SCHEMA)
     grid = params.get("grid") or {}
+    if not isinstance(grid, (dict, list)):
+        raise ValueError(f"'grid' must be a mapping of axes or a list of them, got {grid!r}\n\n" + PARAMS_SCHEMA)
+    run = params.get("run") or {}
+    if not isinstance(run, dict):
+        raise ValueError(f"'run' must be a mapping of execution settings, got {run!r}\n\n" + PARAMS_SCHEMA)
+    unknown_run = sorted(set(run) - set(RUN_KEYS))
+    if unknown_run:
+        raise ValueError(f"unknown key(s) {unknown_run} under 'run:'; known: {list(RUN_KEYS)}")
     grids = grid if isinstance(grid, list) else [grid]
     configs: list[RunConfig] = []
     seen: set[str] = set()
@@ -178,11 +193,20 @@ def configs_from_params(params: dict[str, Any]) -> list[RunConfig]:
 
 
 def load_params(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a sweep parameter file (YAML or JSON) into a mapping."""
+    """Read a sweep parameter file (YAML or JSON) into a mapping, validated."""
     import yaml
 
-    text = Path(path).read_text(encoding="utf-8")
-    params = yaml.safe_load(text)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"no sweep parameter file {str(path)!r} (give the path of a YAML file, "
+                         "e.g. results/nlp/sweep.yaml)") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read the sweep parameter file {str(path)!r}: {e}") from None
+    try:
+        params = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"the sweep parameter file {str(path)!r} is not valid YAML: {e}") from None
     if params is None:
         params = {}
     configs_from_params(params)  # validate early, with a clear message
@@ -309,14 +333,196 @@ def _check_picklable(ref: str | RunFn) -> None:
         ) from e
 
 
-def _local_serial(todo, fn_ref, threads, on_done):
+# ------------------------------------------------------------------ one run, in the worker
+def stamp(record: dict[str, Any], session: str | None) -> dict[str, Any]:
+    """Add the provenance fields a sweep writes with each record (in place)."""
+    from dsgd.store import _now
+
+    if session is not None:
+        record["session"] = session
+        record["stored_at"] = _now()
+    return record
+
+
+def run_and_store(
+    fn_ref: str | RunFn,
+    cfg_dict: dict[str, Any],
+    threads: int | None,
+    sys_path: list[str] | None,
+    store_path: str,
+    session: str | None,
+    done_statuses: Sequence[str],
+    wait: bool,
+) -> dict[str, Any]:
+    """Compute one run *in the calling process* and store its record there.
+
+    Claims the run (see :meth:`ResultStore.claim`), looks again whether another process
+    finished it meanwhile, computes it, stamps it with ``session`` and writes it atomically,
+    then releases the claim. Returns ``{"outcome": "stored", "run_id", "record"}``,
+    ``{"outcome": "deferred"}`` (another live process holds the claim; only when
+    ``wait=False``) or ``{"outcome": "done_elsewhere"}``. Because the worker stores its own
+    record, a run that finished is kept even if the sweep's parent dies right after."""
+    store = ResultStore(store_path)
+    rid = RunConfig.from_dict(cfg_dict).run_id()
+    claim = store.claim(rid, wait=wait, owner={"session": session})
+    if claim is None:
+        return {"outcome": "deferred", "run_id": rid}
+    try:
+        status = store.status(rid)
+        if status == "corrupt":
+            store.quarantine(rid)
+        elif status in done_statuses:
+            return {"outcome": "done_elsewhere", "run_id": rid}
+        record = execute_run(fn_ref, cfg_dict, threads, sys_path)
+        with _STORING:  # a worker told to stop now exits only once the record is stored
+            store.put(stamp(record, session))
+        return {"outcome": "stored", "run_id": rid, "record": record}
+    finally:
+        claim.release()
+        if _EXIT_PENDING:
+            os._exit(_EXIT_PENDING[0])
+
+
+# ------------------------------------------------------------------ workers that die with the sweep
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_STORING = threading.Lock()  # held while a worker stores a finished run's record
+_EXIT_PENDING: list[int] = []  # exit status of a stop request that arrived while storing
+
+
+def _exit_when_stored(code: int) -> None:
+    """Exit now, or right after the record being stored is on disk."""
+    if _STORING.locked():
+        _EXIT_PENDING.append(code)
+        return
+    os._exit(code)
+
+
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    _exit_when_stored(128 + signum)
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Make this (worker) process exit when ``parent_pid`` dies: ``prctl(PR_SET_PDEATHSIG,
+    SIGTERM)`` on Linux, plus a daemon thread that polls ``os.getppid()`` (portable, and
+    covers a parent that died before the prctl call). SIGTERM (from the dying parent or
+    from a sweep stopping its pool) ends the worker at once, except while it is storing a
+    finished run: then it exits right after the record is written."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                with _STORING:
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="dsgd-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(threads: int | None, parent_pid: int) -> None:
+    """Initializer of pool workers: thread limits, Ctrl-C left to the parent (which stops
+    the workers itself), and exit when the parent dies (no orphans holding a model)."""
+    import signal
+
+    _set_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
+# ------------------------------------------------------------------ signals in the sweep's process
+class SweepInterrupted(KeyboardInterrupt):
+    """Raised in the sweep's process by SIGTERM or SIGHUP, so that the sweep stops its
+    workers and closes its session as interrupted (as Ctrl-C does)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"sweep interrupted by {self.signame}")
+
+
+@contextlib.contextmanager
+def _interrupt_on_signals() -> Iterator[None]:
+    """In the main thread, turn SIGTERM and SIGHUP (where they have their default action)
+    into :class:`SweepInterrupted`; later signals of the same kind are ignored while the
+    sweep cleans up. Previous handlers are restored on exit."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if not fired:
+            fired.append(signum)
+            raise SweepInterrupted(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM for a short cleanup block (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def interruption_reason(exc: BaseException | None) -> str | bool:
+    """What ``provenance.json`` says about how a session ended (``False``: normally)."""
+    if exc is None:
+        return False
+    if isinstance(exc, SweepInterrupted):
+        return exc.signame
+    if isinstance(exc, KeyboardInterrupt):
+        return "SIGINT (KeyboardInterrupt)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------ backends
+Job = Callable[[RunConfig, bool], tuple]  # (cfg, wait) -> the arguments of run_and_store
+OnDone = Callable[[RunConfig, dict[str, Any]], None]
+
+
+def _local_serial(todo: list[RunConfig], job: Job, wait: bool, threads: int | None, on_done: OnDone) -> None:
     """Runs in this process; torch threads and thread env vars are restored afterwards."""
     torch = sys.modules.get("torch")
     old = torch.get_num_threads() if torch is not None else None
     env = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     try:
         for cfg in todo:
-            on_done(cfg, execute_run(fn_ref, cfg.to_dict(), threads))
+            on_done(cfg, run_and_store(*job(cfg, wait)))
     finally:
         for var, val in env.items():
             if val is None:
@@ -327,22 +533,36 @@ def _local_serial(todo, fn_ref, threads, on_done):
             torch.set_num_threads(old)
 
 
-def _pool_pass(queue, n, fn_ref, threads, on_done) -> list[RunConfig]:
+def _stop_pool(pool: Any) -> None:
+    """Cancel what is queued, terminate the workers and wait until they are gone."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
+
+
+def _pool_pass(queue: list[RunConfig], n: int, job: Job, wait: bool, threads: int | None,
+               on_done: OnDone) -> list[RunConfig]:
     """Run ``queue`` on ``n`` spawned worker processes, at most ``n`` runs in flight.
 
     When a worker process dies (segfault, OOM kill) the whole pool breaks and every run
     in flight fails with it, guilty or not: those configs are returned, not recorded."""
     import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait as wait_futures
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    path = list(sys.path)
     queue = list(queue)
 
     def new_pool():
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx,
-                                   initializer=_set_threads, initargs=(threads,))
+                                   initializer=_worker_init, initargs=(threads, os.getpid()))
 
     pool = new_pool()
     in_flight: dict[Any, RunConfig] = {}
@@ -353,54 +573,53 @@ def _pool_pass(queue, n, fn_ref, threads, on_done) -> list[RunConfig]:
             while queue and len(in_flight) < n:  # bounded: only `n` runs at risk
                 cfg = queue[0]
                 try:
-                    fut = pool.submit(execute_run, fn_ref, cfg.to_dict(), threads, path)
+                    fut = pool.submit(run_and_store, *job(cfg, wait))
                 except BrokenProcessPool:
                     broken = True
                     break
                 queue.pop(0)
                 in_flight[fut] = cfg
             if in_flight:
-                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                done, _ = wait_futures(list(in_flight), return_when=FIRST_COMPLETED)
                 for fut in done:
                     cfg = in_flight.pop(fut)
                     try:
-                        rec = fut.result()
+                        out = fut.result()
                     except BrokenProcessPool:
                         broken = True
                         caught.append(cfg)
                         continue
                     except Exception as e:  # noqa: BLE001 - e.g. run_fn cannot be unpickled there
-                        rec = error_record(cfg, e)
-                    on_done(cfg, rec)
+                        out = {"outcome": "failed", "record": error_record(cfg, e)}
+                    on_done(cfg, out)
             if broken:  # the pool cannot be reused; the runs still in flight died too
                 caught.extend(in_flight.values())
                 in_flight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_pool(pool)
                 pool = new_pool()
     except BaseException:
-        procs = dict(getattr(pool, "_processes", None) or {})
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs.values():
-            if proc.is_alive():
-                proc.terminate()
+        _stop_pool(pool)
         raise
     pool.shutdown(wait=True)
     return caught
 
 
-def _local_pool(todo, fn_ref, workers, threads, on_done):
+def _local_pool(todo: list[RunConfig], job: Job, wait: bool, workers: int, threads: int | None,
+                on_done: OnDone) -> None:
     """``workers`` spawned processes. Runs caught in a pool that broke are rerun one at a
     time afterwards; a run that kills its worker even alone is stored as an error."""
-    _check_picklable(fn_ref)
-    suspects = _pool_pass(todo, workers, fn_ref, threads, on_done)
+    suspects = _pool_pass(todo, workers, job, wait, threads, on_done)
     if suspects:
-        for cfg in _pool_pass(suspects, 1, fn_ref, threads, on_done):
-            on_done(cfg, error_record(
+        for cfg in _pool_pass(suspects, 1, job, wait, threads, on_done):
+            on_done(cfg, {"outcome": "failed", "record": error_record(
                 cfg, "the worker process died while running this config alone "
-                "(crash or out of memory); see the sweep's stderr"))
+                "(crash or out of memory); see the sweep's stderr")})
 
 
-def _ray(todo, fn_ref, workers, threads, gpus, on_done):
+def _ray(todo: list[RunConfig], job: Job, wait: bool, workers: int, threads: int | None, gpus: float,
+         on_done: OnDone) -> None:
+    """One Ray task per run; each task stores its own record (the store folder must be
+    reachable from the Ray workers; if it is not, the parent stores what comes back)."""
     import ray
 
     started = False
@@ -408,9 +627,8 @@ def _ray(todo, fn_ref, workers, threads, gpus, on_done):
         ray.init(num_cpus=max(1, workers) * max(1, threads or 1), include_dashboard=False,
                  log_to_driver=False)
         started = True
-    remote = ray.remote(num_cpus=max(1, threads or 1), num_gpus=gpus, max_retries=0)(execute_run)
-    path = list(sys.path)
-    refs = {remote.remote(fn_ref, cfg.to_dict(), threads, path): cfg for cfg in todo}
+    remote = ray.remote(num_cpus=max(1, threads or 1), num_gpus=gpus, max_retries=0)(run_and_store)
+    refs = {remote.remote(*job(cfg, wait)): cfg for cfg in todo}
     try:
         pending = list(refs)
         while pending:
@@ -418,10 +636,10 @@ def _ray(todo, fn_ref, workers, threads, gpus, on_done):
             for ref in done:
                 cfg = refs[ref]
                 try:
-                    rec = ray.get(ref)
+                    out = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - worker crash, OOM kill, ...
-                    rec = error_record(cfg, e)
-                on_done(cfg, rec)
+                    out = {"outcome": "failed", "record": error_record(cfg, e)}
+                on_done(cfg, out)
     except BaseException:
         for ref in refs:
             try:
@@ -432,6 +650,59 @@ def _ray(todo, fn_ref, workers, threads, gpus, on_done):
     finally:
         if started:
             ray.shutdown()
+
+
+# ------------------------------------------------------------------ checks before any work
+def check_engine_config(cfg: RunConfig) -> None:
+    """What :func:`dsgd.engine.train_run` needs, checked without loading anything: a known
+    method with valid settings, a valid schedule, a registered task and model."""
+    from dsgd.data import TASKS, _import_builtin_loaders
+    from dsgd.methods import get_method
+    from dsgd.models import MODELS
+    from dsgd.schedules import schedule
+
+    get_method(cfg.method, **cfg.method_kwargs)
+    schedule(cfg.schedule, cfg.tau, **cfg.schedule_kwargs)
+    _import_builtin_loaders()
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; known tasks: {sorted(TASKS)}")
+    if cfg.model not in MODELS:
+        raise ValueError(f"unknown model {cfg.model!r}; known models: {sorted(MODELS)}")
+
+
+def preflight(configs: Sequence[RunConfig], fn_ref: str | RunFn) -> None:
+    """Check every config before a sweep computes anything: with the default engine,
+    :func:`check_engine_config`; with another run function, its ``check_config``
+    attribute if it has one. One ``ValueError`` names the first bad run and what to fix."""
+    if fn_ref == "dsgd.engine:train_run":
+        check: Callable[[RunConfig], Any] | None = check_engine_config
+    else:
+        check = getattr(resolve_fn(fn_ref), "check_config", None)
+    if check is None:
+        return
+    seen: set[str] = set()
+    for i, cfg in enumerate(configs):
+        key = json.dumps([cfg.task, cfg.model, cfg.method, cfg.method_kwargs, cfg.schedule, cfg.tau,
+                          cfg.schedule_kwargs], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check(cfg)
+        except ValueError as e:
+            raise ValueError(f"run {i + 1} of {len(configs)} ({cfg.run_id()}): {e}. Fix it in the "
+                             "parameter file; nothing was computed.") from None
+
+
+def _check_run_settings(backend: str, workers: Any, threads: Any, gpus: Any) -> None:
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads_per_worker must be an integer >= 1 (or None: leave torch alone), got {threads!r}")
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0:
+        raise ValueError(f"gpus_per_run must be a number >= 0, got {gpus!r}")
 
 
 def run_sweep(
@@ -448,8 +719,16 @@ def run_sweep(
 ) -> list[dict[str, Any]]:
     """Compute every config not yet finished in ``store``; return all records in order.
 
-    Each finished record is written to the store (atomically) as soon as it arrives, so an
-    interrupted sweep keeps every run that finished. Duplicate configs (same run id) run once.
+    The process that computes a run stores its record (atomically, stamped with the
+    session id) the moment it finishes, so an interrupted sweep keeps every run that
+    finished — even one whose worker outlived the parent by a moment. Duplicate configs
+    (same run id) run once; two sweeps on one store never compute the same run twice (per
+    run claims); a corrupt record is moved to ``quarantine/`` and recomputed.
+
+    Signals: Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the workers and close the session as
+    interrupted (``"interrupted": "SIGTERM"`` ...), then re-raise (``KeyboardInterrupt`` /
+    :class:`SweepInterrupted`). After SIGKILL the session stays open (no handler can
+    run), but every stored record still names it, and the workers exit on their own.
 
     run_fn: ``RunConfig -> record``; default ``dsgd.engine.train_run``. May also be a
       ``"module:function"`` string. With ``workers > 1`` or Ray it must be importable
@@ -461,12 +740,10 @@ def run_sweep(
     threads_per_worker: torch threads in each worker (``None`` leaves them alone).
     retry_errors: recompute runs stored with status ``"error"`` (default True).
     provenance: append a session to the store's ``provenance.json`` (True), with extra
-      fields (a dict, e.g. ``{"command": ..., "params_file": ...}``), or not (False).
+      fields (a dict, e.g. ``{"command": ..., "params_file": ...}``), or not (False: the
+      records then name no session).
     """
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    _check_run_settings(backend, workers, threads_per_worker, gpus_per_run)
     if not isinstance(store, ResultStore):
         store = ResultStore(store)
     unique: list[RunConfig] = []
@@ -478,60 +755,90 @@ def run_sweep(
             unique.append(cfg)
 
     statuses = {cfg.run_id(): store.status(cfg.run_id()) for cfg in unique}
-    corrupt = [str(store.file(r)) for r, s in statuses.items() if s == "corrupt"]
-    if corrupt:
-        raise ValueError(
-            f"{len(corrupt)} corrupt record file(s) in {store.path}: {corrupt[:5]}... "
-            "Delete them (store.remove_corrupt()) to recompute those runs."
-        )
-    done_ok = set(FINISHED_STATUSES) | (set() if retry_errors else {"error"})
+    done_ok = tuple(FINISHED_STATUSES) + (() if retry_errors else ("error",))
     todo = [cfg for cfg in unique if statuses[cfg.run_id()] not in done_ok]
     n_skip = len(unique) - len(todo)
+    corrupt = [str(store.file(r)) for r, s in statuses.items() if s == "corrupt"]
+    if corrupt and progress:
+        print(f"sweep: {len(corrupt)} corrupt record file(s) (e.g. {corrupt[0]}) are moved to "
+              f"{store.path / 'quarantine'} and recomputed", file=sys.stderr)
 
     computed: list[dict[str, Any]] = []
-    if todo:
-        fn_ref: str | RunFn = _fn_ref(resolve_fn(run_fn) if run_fn is not None else default_run_fn())
-        prov = store.provenance if provenance is not False else None
-        session = None
-        if prov is not None:
-            extra = provenance if isinstance(provenance, dict) else {}
-            extra = dict(extra)
-            extra.setdefault("command", list(sys.argv))
-            session = prov.start_session(
-                backend=backend, workers=workers, threads_per_worker=threads_per_worker,
-                gpus_per_run=gpus_per_run, run_fn=fn_ref if isinstance(fn_ref, str) else repr(fn_ref),
-                n_configs=len(unique), **extra,
-            )
-        bar = _progress(len(unique), n_skip, progress)
-        n_err = 0
+    if not todo:
+        return [store.get(cfg.run_id()) for cfg in unique]
+    fn_ref: str | RunFn = _fn_ref(resolve_fn(run_fn) if run_fn is not None else default_run_fn())
+    if workers > 1 or backend == "ray":
+        _check_picklable(fn_ref)
+    preflight(todo, fn_ref)
+    prov = store.provenance if provenance is not False else None
+    session: dict[str, Any] | None = None
+    if prov is not None:
+        extra = dict(provenance) if isinstance(provenance, dict) else {}
+        extra.setdefault("command", list(sys.argv))
+        session = prov.new_session(
+            backend=backend, workers=workers, threads_per_worker=threads_per_worker,
+            gpus_per_run=gpus_per_run, run_fn=fn_ref if isinstance(fn_ref, str) else repr(fn_ref),
+            n_configs=len(unique), **extra,
+        )
+    sid = session["id"] if session else None
+    path = list(sys.path)
 
-        def on_done(cfg: RunConfig, rec: dict[str, Any]) -> None:
-            nonlocal n_err
-            store.put(rec)
+    def job(cfg: RunConfig, wait: bool) -> tuple:
+        return (fn_ref, cfg.to_dict(), threads_per_worker, path, str(store.path), sid, done_ok, wait)
+
+    bar = _progress(len(unique), n_skip, progress)
+    n_err = 0
+    deferred: list[RunConfig] = []
+
+    def on_done(cfg: RunConfig, out: dict[str, Any]) -> None:
+        nonlocal n_err, n_skip
+        if out["outcome"] == "deferred":  # another sweep is computing it: wait for it later
+            deferred.append(cfg)
+            return
+        if out["outcome"] == "done_elsewhere":
+            n_skip += 1
+        else:
+            rec = out["record"]
+            if out["outcome"] == "failed":  # the worker could not store anything itself
+                if not store.finished(rec["run_id"]):
+                    store.put(stamp(rec, sid))
+            elif not store.file(rec["run_id"]).exists():  # a worker on another machine
+                store.put(rec)
             computed.append(rec)
             if rec["status"] == "error":
                 n_err += 1
-            bar.set_postfix_str(f"errors={n_err}", refresh=False)
-            bar.update(1)
+        bar.set_postfix_str(f"errors={n_err}", refresh=False)
+        bar.update(1)
 
-        interrupted = True
-        try:
-            if backend == "ray":
-                _ray(todo, fn_ref, workers, threads_per_worker, gpus_per_run, on_done)
-            elif workers == 1:
-                _local_serial(todo, fn_ref, threads_per_worker, on_done)
-            else:
-                _local_pool(todo, fn_ref, workers, threads_per_worker, on_done)
-            interrupted = False
-        finally:
+    def run_all(cfgs: list[RunConfig], wait: bool) -> None:
+        if backend == "ray":
+            _ray(cfgs, job, wait, workers, threads_per_worker, gpus_per_run, on_done)
+        elif workers == 1:
+            _local_serial(cfgs, job, wait, threads_per_worker, on_done)
+        else:
+            _local_pool(cfgs, job, wait, workers, threads_per_worker, on_done)
+
+    failure: BaseException | None = None
+    try:
+        with _interrupt_on_signals():
+            run_all(todo, wait=False)
+            if deferred:  # claimed by another sweep when we tried: wait for those claims
+                again = list(deferred)
+                deferred.clear()
+                run_all(again, wait=True)
+    except BaseException as e:
+        failure = e
+        raise
+    finally:
+        with _shielded():
             bar.close()
             if session is not None:
-                prov.end_session(session, computed, n_skip, interrupted=interrupted)
-        if n_err and progress:
-            first = next(r for r in computed if r["status"] == "error")
-            print(f"sweep: {n_err} run(s) raised; they are stored with status 'error' and "
-                  f"retried by the next sweep. First: {first['run_id']}: {first['error']}",
-                  file=sys.stderr)
+                prov.end_session(sid, computed, n_skip, interrupted=interruption_reason(failure))
+    if n_err and progress:
+        first = next(r for r in computed if r["status"] == "error")
+        print(f"sweep: {n_err} run(s) raised; they are stored with status 'error' and "
+              f"retried by the next sweep. First: {first['run_id']}: {first['error']}",
+              file=sys.stderr)
     return [store.get(cfg.run_id()) for cfg in unique]
 
 

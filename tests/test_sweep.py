@@ -149,16 +149,26 @@ def test_bad_record_from_run_fn_becomes_error(tmp_path):
     assert rec["status"] == "error"  # fake_labels(cfg) raises / returns a list, not a record
 
 
-def test_corrupt_record_stops_sweep_before_work(tmp_path, monkeypatch):
+def test_corrupt_record_is_quarantined_and_recomputed(tmp_path, monkeypatch):
+    """A truncated record is detected, moved to quarantine/ (kept) and recomputed; the
+    good record next to it is not touched."""
     log = tmp_path / "log"
     monkeypatch.setenv("FAKE_RUN_LOG", str(log))
-    grid = fake_grid(1)
+    grid = fake_grid(1)  # 2 runs
     store = ResultStore(tmp_path / "s")
-    store.runs_dir.mkdir(parents=True)
+    run_sweep(grid[1:], store, run_fn=fake_run, progress=False)
+    good = store.file(grid[1].run_id())
+    mtime = good.stat().st_mtime_ns
     store.file(grid[0].run_id()).write_text('{"run_id": ')
-    with pytest.raises(ValueError, match="corrupt"):
-        run_sweep(grid, store, run_fn=fake_run, progress=False)
-    assert logged(log) == []
+    assert store.status(grid[0].run_id()) == "corrupt"
+    log.unlink()
+    recs = run_sweep(grid, store, run_fn=fake_run, progress=False)
+    assert logged(log) == [grid[0].run_id()]  # only the corrupt one was recomputed
+    assert strip_volatile(recs[0]) == strip_volatile(fake_run(grid[0]))
+    [q] = (store.path / "quarantine").glob("*.json")
+    assert q.read_text() == '{"run_id": ' and q.name.startswith(grid[0].run_id())
+    assert good.stat().st_mtime_ns == mtime
+    assert store.check()["corrupt"] == [] and store.check()["quarantined"] == [str(q)]
 
 
 def test_unpicklable_run_fn_rejected_for_pool(tmp_path):
@@ -191,7 +201,11 @@ def test_kill_and_resume(tmp_path, monkeypatch):
         rec = json.loads(store.file(rid).read_text())
         assert rec["run_id"] == rid and rec["status"] == "ok"
     assert store.check()["corrupt"] == []
-    assert store.provenance.load()["sessions"][0]["end"] is None
+    session = store.provenance.load()["sessions"][0]
+    assert session["end"] is None  # no handler runs on SIGKILL ...
+    assert {store.get(r)["session"] for r in before} == {session["id"]}  # ... yet each run names it
+    assert store.accounting()["unaccounted"] == []
+    assert [s["id"] for s in store.accounting()["open_sessions"]] == [session["id"]]
 
     log.unlink()
     monkeypatch.setenv("FAKE_RUN_SLEEP", "0.05")
@@ -231,8 +245,10 @@ def test_ctrl_c_keeps_finished_runs(tmp_path):
     assert 2 <= len(ids) < 8 and all(store.finished(r) for r in ids)
     assert store.records(status="error") == []  # an interrupted run is not an error
     session = store.provenance.load()["sessions"][0]
-    assert session["interrupted"] is True and 2 <= len(session["computed"])
-    assert set(session["computed"]) <= set(ids)
+    assert session["interrupted"] == "SIGINT (KeyboardInterrupt)" and session["end"]
+    # every stored run is listed, and names the session itself
+    assert sorted(session["computed"]) == ids
+    assert {store.get(r)["session"] for r in ids} == {session["id"]}
 
 
 # ------------------------------------------------------------------ verification
