@@ -2,7 +2,8 @@
 
 DSGD claims to cost what plain fine-tuning (FFT) costs: one forward and one backward pass
 per step, the per-example weights being a few element-wise operations on the logits.
-PCGrad needs a second backward pass. This script is the command-line front end of
+PCGrad needs a second backward pass (``pcgrad-head``, ``balanced`` and ``dsgd-balanced``
+are one-pass alternatives). This script is the command-line front end of
 :func:`dsgd.cost.measure_step_times` (the NLP chapter calls the same function): it times
 the *full optimizer step* of the training engine (forward, backward, statistics, clipping,
 AdamW, LR schedule) for each method on the same fixed batch, interleaving the methods
@@ -14,6 +15,13 @@ machine does not count the time spent waiting for a core).
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step_time.py --threads 1 --rounds 30
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step_time.py \
         --methods fft,fft-nobc,dsgd,focal,lnsr,noisytune,pcgrad,swa,cwgnc
+    # the one-backward-pass candidates next to PCGrad, and a method with settings
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/step_time.py \
+        --methods fft,dsgd,pcgrad,pcgrad-head,balanced,dsgd-balanced \
+        --spec pcgrad-paper pcgrad '{"variant": "paper"}'
+
+Every registered method name is accepted by ``--methods``; ``--spec LABEL METHOD JSON``
+(repeatable) adds a method with its ``method_kwargs`` under its own label.
 
 The batch is 8 premise/hypothesis pairs of the offline ``epistemic_reasoning`` task (both
 labels present; a built-in set of sentence pairs if that task's data are not prepared).
@@ -34,7 +42,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--methods", default="fft,dsgd,pcgrad")
+    ap.add_argument("--methods", default="fft,dsgd,pcgrad",
+                    help="comma-separated registered method names (the first is the reference)")
+    ap.add_argument("--spec", nargs=3, action="append", default=[], metavar=("LABEL", "METHOD", "JSON"),
+                    help="also time METHOD with method_kwargs JSON under LABEL (repeatable)")
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--task", default="epistemic_reasoning")
     ap.add_argument("--json", default=None, help="also write the raw timings here")
@@ -43,7 +54,9 @@ def main() -> None:
     cfg = RunConfig(task=args.task, model=args.model, batch_size=args.batch_size,
                     max_length=args.max_length, train_size=args.batch_size * 8, eval_size=8,
                     max_grad_norm=1.0)
-    df = measure_step_times(args.methods.split(","), cfg, rounds=args.rounds, warmup=args.warmup,
+    methods: list = [m for m in args.methods.split(",") if m]
+    methods += [(label, method, json.loads(kw)) for label, method, kw in args.spec]
+    df = measure_step_times(methods, cfg, rounds=args.rounds, warmup=args.warmup,
                             threads=args.threads)
     a = df.attrs
     print(f"model={args.model} batch {a['batch_shape']} from {a['source']}, {a['real_tokens']} real tokens; "
