@@ -40,8 +40,10 @@ backward, before clipping), ``correct_share`` (|C| / m), ``correct_weight_share`
 each class) and ``lr``. "Correct" and the predicted classes come from the logits that
 decided the split (an extra eval pass for DSGD/PCGrad with ``correct_from="eval"``, the
 training pass otherwise). Methods may add their own per-step values: ``penalty`` (LNSR's
-regulariser) and ``conflict`` (PCGrad: micro-batches whose groups' gradients conflicted
-and were projected).
+regulariser), ``conflict`` (PCGrad and pcgrad-head: micro-batches whose groups' gradients
+conflicted and were projected) and ``weight_correct`` / ``weight_total`` (sums of the
+per-example weights of the correct and of all examples: DSGD's soft weights, balanced,
+dsgd-balanced).
 
 Reproducibility is exact on CPU for a given torch version and thread count; GPU kernels
 may be non-deterministic.

@@ -19,8 +19,9 @@ What the sources fix, and what is ours:
   outputs of the layers above it; their diagnostic uses noise whose L2 norm is 5 % of the
   representation's norm. **Not verified** (the method and experiment sections were not
   available to us): whether the regulariser's noise has a fixed standard deviation
-  (N(0, sigma^2 I)) or one relative to the representation, its value, whether the distance is squared, whether it is taken at
-  every token or at [CLS] only, and which layers and lambdas *they* regularise.
+  (N(0, sigma^2 I)) or one relative to the representation, its value, whether the
+  distance is squared, whether it is taken at every token or at [CLS] only, and which
+  layers and lambdas *they* regularise.
 * Library choices (defaults, unchanged): noise ``eps ~ N(0, (sigma * rms(h))^2)`` with
   ``h`` the clean input of the first regularised layer and ``sigma = 0.05``
   (``noise="relative"``: one setting for models whose hidden states differ in size,
@@ -166,7 +167,9 @@ class LNSR(Method):
             self._clean_in = h
             return None
         clean = self._clean_in
-        scale = self.sigma * clean.detach().float().pow(2).mean().sqrt() if self.noise == "relative" else self.sigma
+        scale = self.sigma
+        if self.noise == "relative":
+            scale = self.sigma * clean.detach().float().pow(2).mean().sqrt()
         noise = torch.randn(clean.shape, generator=self._generator(clean.device),
                             device=clean.device, dtype=torch.float32)
         noisy = clean + (scale * noise).to(clean.dtype)

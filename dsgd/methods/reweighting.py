@@ -48,8 +48,9 @@ def group_balanced_weights(correct: torch.Tensor) -> torch.Tensor:
     n_c = correct.sum()
     n_w = m - n_c
     both = (n_c > 0) & (n_w > 0)
-    w_c = torch.where(both, m / (2.0 * n_c.clamp(min=1)), torch.ones(()))
-    w_w = torch.where(both, m / (2.0 * n_w.clamp(min=1)), torch.ones(()))
+    one = torch.ones((), device=correct.device)
+    w_c = torch.where(both, m / (2.0 * n_c.clamp(min=1)), one)
+    w_w = torch.where(both, m / (2.0 * n_w.clamp(min=1)), one)
     return torch.where(correct, w_c, w_w).float()
 
 
@@ -60,7 +61,7 @@ def effective_gamma(weights: torch.Tensor, correct: torch.Tensor) -> torch.Tenso
     n_c, n_w = c.sum(), (1.0 - c).sum()
     s_c, s_w = (weights * c).sum(), (weights * (1.0 - c)).sum()
     ratio = (s_c / n_c.clamp(min=1.0)) / (s_w / n_w.clamp(min=1.0)).clamp(min=1e-30)
-    return torch.where((n_c > 0) & (n_w > 0), ratio, torch.ones(()))
+    return torch.where((n_c > 0) & (n_w > 0), ratio, torch.ones((), device=weights.device))
 
 
 class ReweightedMethod(Method):
