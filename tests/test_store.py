@@ -169,3 +169,57 @@ def test_provenance_sessions(tmp_path):
     assert s["computed"] == [r1["run_id"]] and s["errors"] == [r2["run_id"]]
     assert s["skipped"] == 3 and s["interrupted"] is False and s["end"]
     assert data["runs"][r1["run_id"]]["timings"]["s_per_step"] == 0.25
+
+
+def test_session_entry_names_its_parameters_and_process(tmp_path):
+    import hashlib
+
+    prov = ResultStore(tmp_path).provenance
+    text = "grid: {seed: [1, 2]}\n"
+    a = prov.new_session(command=["x"], params_text=text)
+    b = prov.new_session(command=["y"])
+    assert a["id"] != b["id"] and (a["index"], b["index"]) == (0, 1)
+    [s0, s1] = prov.load()["sessions"]
+    assert s0["params_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert s1["params_sha256"] is None and s0["pid"] == os.getpid()
+    assert s0["id"] == a["id"]
+
+
+def test_end_session_lists_records_naming_it_and_stamps_imports(tmp_path):
+    store = ResultStore(tmp_path)
+    sid = store.provenance.new_session(command="sweep")["id"]
+    by_worker = make_record(seed=1) | {"session": sid}  # stored by a worker; parent never heard
+    store.put(by_worker)
+    imported = make_record(seed=2) | {"session": "other-store-session"}
+    store.put(imported)
+    store.provenance.end_session(sid, [imported], skipped=0, interrupted="SIGTERM")
+    s = store.provenance.load()["sessions"][0]
+    assert s["computed"] == sorted([by_worker["run_id"], imported["run_id"]])
+    assert s["interrupted"] == "SIGTERM"
+    rec = store.get(imported["run_id"])
+    assert rec["session"] == sid and rec["copied_from"]["session"] == "other-store-session"
+    assert rec["metrics"] == imported["metrics"]
+
+
+def test_accounting_kinds(tmp_path):
+    store = ResultStore(tmp_path)
+    s = store.provenance.start_session(command="old")  # an open session, as SIGKILL leaves it
+    sid = store.provenance.load()["sessions"][s]["id"]
+    recs = {
+        "by_session": make_record(seed=1) | {"session": sid},
+        "unknown": make_record(seed=2) | {"session": None, "attribution": "unknown: ..."},
+        "copied": make_record(seed=3) | {"session": None, "attribution": "copied",
+                                         "copied_from": {"store": "x"}},
+        "dangling": make_record(seed=4) | {"session": "nowhere"},
+        "unaccounted": make_record(seed=5),  # old code, in no list
+    }
+    for r in recs.values():
+        store.put(r)
+    acc = store.accounting()
+    assert acc["attribution"] == {"by_session": 1, "copied": 1, "listed": 0, "unknown": 1,
+                                  "unaccounted": 1, "dangling": 1}
+    assert sorted(acc["unaccounted"]) == sorted([recs["unaccounted"]["run_id"], recs["dangling"]["run_id"]])
+    assert acc["unknown"] == [recs["unknown"]["run_id"]]
+    assert [o["id"] for o in acc["open_sessions"]] == [sid]
+    with pytest.raises(ValueError, match="session"):
+        store.put(make_record(seed=6) | {"session": 3})
