@@ -172,6 +172,11 @@ class _Sources:
 
 
 def _copy_text(src: dict[str, Any]) -> str:
+    same = {True: " (the copy is identical to the source record)",
+            False: " (NOTE: the copy differs from the source record)"}.get(src.get("identical"), "")
+    if src.get("session") and src.get("copied_from"):
+        return (f"copied from {src['store']}, where session {src['session']} had copied it in turn "
+                f"({src['attribution']}){same}")
     if src.get("session"):
         who = f"session {src['session']}"
     elif src.get("source_session"):
@@ -180,8 +185,6 @@ def _copy_text(src: dict[str, Any]) -> str:
         who = f"the session `{cmd}` (started {s.get('start')}, ended {s.get('end')})"
     else:
         who = "an unknown session"
-    same = {True: " (the copy is identical to the source record)",
-            False: " (NOTE: the copy differs from the source record)"}.get(src.get("identical"), "")
     return f"copied from {src['store']}, produced there by {who} ({src['attribution']}){same}"
 
 

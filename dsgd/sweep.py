@@ -2,9 +2,11 @@
 
 * :func:`expand_grid` — base config x axes (seeds, methods, tasks, any field) -> configs.
 * :func:`run_sweep` — skip runs already finished in a :class:`~dsgd.store.ResultStore`,
-  compute the rest with a local process pool or Ray, store each record the moment it
-  finishes. Interrupting a sweep (Ctrl-C, SIGKILL, a crashed machine) loses only the runs
-  in flight; rerunning the same sweep resumes where it stopped.
+  compute the rest with a local process pool or Ray; the process that computed a run
+  stores its record (stamped with the session id) the moment it finishes. Interrupting a
+  sweep (Ctrl-C, SIGTERM, SIGKILL, a crashed machine) loses only the runs in flight, the
+  workers exit with their parent, and rerunning the same sweep resumes where it stopped.
+  Two sweeps on one store share the work (per-run claims) instead of repeating it.
 * :func:`verify_sample` — recompute a few stored runs and check that they agree (the
   chapters show this as the "stored, re-verified sample").
 * :func:`load_params` / :func:`configs_from_params` — the YAML parameter file of

@@ -2,7 +2,6 @@
 work: no tokenizer, model or task data is loaded, nothing is written to the store."""
 from __future__ import annotations
 
-
 import pytest
 
 from dsgd.config import RunConfig
