@@ -22,9 +22,15 @@ from dsgd.diagnostics import failure_kind
 from dsgd.survival import kaplan_meier, logrank, record_exit
 
 LN2 = math.log(2.0)
-ARM_ORDER = ["FFT", "DSGD", "DSGD, floor 0.5", "DSGD, floor 0.75", "PCGrad"]
+ARM_ORDER = ["FFT", "DSGD", "DSGD, floor 0.5", "DSGD, floor 0.75", "PCGrad", "class-balanced",
+             "DSGD, group-balanced", "PCGrad, head only"]
 ARM_COLOURS = {"FFT": "#212529", "DSGD": "#e8590c", "DSGD, floor 0.5": "#1c7ed6",
-               "DSGD, floor 0.75": "#7048e8", "PCGrad": "#2b8a3e"}
+               "DSGD, floor 0.75": "#7048e8", "PCGrad": "#2b8a3e", "class-balanced": "#f08c00",
+               "DSGD, group-balanced": "#c2255c", "PCGrad, head only": "#0c8599"}
+METHOD_NAMES = {"fft": "FFT", "fft-nobc": "FFT", "dsgd": "DSGD", "pcgrad": "PCGrad",
+                "balanced": "class-balanced", "dsgd-balanced": "DSGD, group-balanced",
+                "pcgrad-head": "PCGrad, head only"}
+CANDIDATES = ["class-balanced", "DSGD, group-balanced", "PCGrad, head only"]
 
 
 # ------------------------------------------------------------------------ naming
@@ -33,7 +39,7 @@ def arm_label(cfg: dict[str, Any]) -> str:
     m = cfg.get("method")
     sk = cfg.get("schedule_kwargs") or {}
     mk = cfg.get("method_kwargs") or {}
-    name = {"fft": "FFT", "fft-nobc": "FFT", "dsgd": "DSGD", "pcgrad": "PCGrad"}.get(m, str(m))
+    name = METHOD_NAMES.get(m, str(m))
     parts = [name]
     if m == "dsgd":
         if cfg.get("schedule", "linear") != "linear" or float(cfg.get("tau", 1.0)) != 1.0:
@@ -664,3 +670,71 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> d
     out["pred_balanced"] = (" ".join(sents) if sents else
                             "The harm vanishes on a balanced task: not testable (no balanced task stored yet).")
     return out
+
+
+# ------------------------------------------------------- one-pass candidates
+def step_time_ratios(path: Any) -> dict[str, float]:
+    """CPU-time ratio to FFT per method label from a ``benchmarks/step_time.py --json`` file
+    (steps interleaved in one run, so the ratio survives a loaded machine)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        return {}
+    rows = json.loads(p.read_text())["rows"]
+    label = {"pcgrad-paper": "PCGrad, paper's Algorithm 1"}
+    return {METHOD_NAMES.get(r["label"], label.get(r["label"], r["label"])): float(r["cpu_ratio"]) for r in rows}
+
+
+def candidates_table(df: pd.DataFrame, setting: str, ratios: dict[str, float]) -> pd.DataFrame:
+    """The one-backward-pass candidates beside FFT, DSGD and PCGrad in one setting: failures
+    with exact intervals, exact McNemar against FFT and against PCGrad on shared seeds
+    (Holm over the table's tests), CPU step time relative to FFT, and a computed verdict."""
+    sub = df[df["setting"] == setting]
+    by_arm = {a: g.set_index("seed")["failed"] for a, g in sub.groupby("arm")}
+    rows, tests = [], []
+    for a in [x for x in ["FFT", "DSGD", "PCGrad", *CANDIDATES] if x in by_arm]:
+        f = by_arm[a]
+        r = stats.rate_ci(int(f.sum()), len(f))
+        row = {"method": a, "seeds": r.n, "failed": r.k, "failure rate": r.rate, "CI low": r.lo,
+               "CI high": r.hi, "CPU time / FFT": ratios.get(a, math.nan)}
+        for ref in ("FFT", "PCGrad"):
+            if a == "FFT" or ref == a or ref not in by_arm:
+                row[f"p vs {ref}"] = math.nan
+                continue
+            seeds = sorted(set(f.index) & set(by_arm[ref].index))
+            res = stats.mcnemar_exact(f.loc[seeds].to_numpy(bool), by_arm[ref].loc[seeds].to_numpy(bool))
+            row[f"p vs {ref}"] = res["p_value"]
+            row[f"{ref} failed (shared seeds)"] = int(by_arm[ref].loc[seeds].sum())
+            row[f"failed (seeds shared with {ref})"] = int(f.loc[seeds].sum())
+            tests.append((len(rows), f"p vs {ref}"))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if tests:
+        adj = stats.holm([out.loc[i, c] for i, c in tests])
+        for (i, c), q in zip(tests, adj):
+            out.loc[i, c + " (Holm)"] = q
+    return out
+
+
+def candidate_verdict(t: pd.DataFrame, name: str) -> str:
+    """One sentence: does candidate ``name`` match PCGrad's stability on the shared seeds?"""
+    row = t[t["method"] == name]
+    if not len(row):
+        return f"{name}: not run in this setting yet."
+    r = row.iloc[0]
+    rate = stats.format_rate(stats.rate_ci(int(r["failed"]), int(r["seeds"])))
+    if "PCGrad failed (shared seeds)" not in r or pd.isna(r.get("p vs PCGrad")):
+        return f"{name} failed on {rate} seeds; PCGrad was not run on the same seeds."
+    k, kp = int(r["failed (seeds shared with PCGrad)"]), int(r["PCGrad failed (shared seeds)"])
+    word = ("matched PCGrad" if k <= kp else "failed more often than PCGrad")
+    vs_fft = ""
+    if "FFT failed (shared seeds)" in r and not pd.isna(r.get("p vs FFT")):
+        kf, kc = int(r["FFT failed (shared seeds)"]), int(r["failed (seeds shared with FFT)"])
+        vs_fft = (f"; against FFT it failed {direction(kc, kf)} ({kc} vs {kf}, p = "
+                  f"{stats.format_p(r['p vs FFT'])}, Holm {stats.format_p(r['p vs FFT (Holm)'])})")
+    cost = ("" if pd.isna(r["CPU time / FFT"]) else f", at {r['CPU time / FFT']:.2f}× FFT's CPU time per step")
+    return (f"{name} {word} on the shared seeds ({k} vs {kp} failed, exact McNemar p = "
+            f"{stats.format_p(r['p vs PCGrad'])}, Holm {stats.format_p(r['p vs PCGrad (Holm)'])}){vs_fft}"
+            f"; failure rate {rate}{cost}.")
