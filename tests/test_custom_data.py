@@ -332,3 +332,11 @@ def test_own_names_count_as_known_tasks_and_check_task(reviews):
         check_task("csv:reviews.csv", label="stars")
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         check_task("nope")
+
+
+def test_save_frame_passes_split_options(tmp_path):
+    import pandas as pd
+
+    part = save_frame(pd.DataFrame({"text": TEXTS, "label": LABELS}), "r.csv", eval_fraction=0.3)
+    assert part["task_kwargs"]["eval_fraction"] == 0.3 and part["task_kwargs"]["dir"] == "."
+    assert describe_task(part["task"], **part["task_kwargs"])["n_eval"] == 3

@@ -362,14 +362,17 @@ def register_dataset(name: str, dataset: Any, *, text: str = "text", label: str 
 
 
 def save_frame(df: Any, path: str | Path, *, text: str = "text", label: str = "label",
-               text_pair: str | None = None, label_names: Sequence[str] | None = None) -> dict[str, Any]:
+               text_pair: str | None = None, label_names: Sequence[str] | None = None,
+               eval_fraction: float | None = None, metric: str | None = None) -> dict[str, Any]:
     """Write the used columns of ``df`` to ``path`` (``.csv`` or ``.jsonl``) and return the
     config fields that name it: ``{"task": "csv:<file name>", "task_kwargs": {"dir": <its
-    folder, as given>, ..., "sha256": ...}}``.
+    folder, as given>, ..., "sha256": ...}}`` (``eval_fraction`` / ``metric`` join the
+    options when given).
 
     Splice them into a base config (``{**save_frame(df, p), "model": "minilm"}``) or a
     sweep file. The hash ties the stored runs to these rows.
     """
+    extra = {k: v for k, v in (("eval_fraction", eval_fraction), ("metric", metric)) if v is not None}
     p = Path(path)
     kind = {".csv": "csv", ".jsonl": "jsonl"}.get(p.suffix.lower())
     if kind is None:
@@ -388,7 +391,7 @@ def save_frame(df: Any, path: str | Path, *, text: str = "text", label: str = "l
     atomic_write_text(p, body)
     return {"task": f"{kind}:{p.name}",
             "task_kwargs": {"dir": str(p.parent), **_spec(text, label, text_pair, label_names),
-                            "sha256": file_sha256(p)}}
+                            **extra, "sha256": file_sha256(p)}}
 
 
 # ------------------------------------------------------------------ name -> rows
