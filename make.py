@@ -353,18 +353,29 @@ def papermill_command(nb: Path, out: Path, params: list[str]) -> list[str]:
             "--request-save-on-cell-execute", *params]
 
 
+# Pages that read the other chapters' results files: executed after every other chapter
+# (whatever their place in the TOC) and never reused, since their inputs are those files.
+EXECUTE_LAST = ("findings",)
+
+
+def execution_order(notebooks: list[Path]) -> list[Path]:
+    """Book order, except that the pages of :data:`EXECUTE_LAST` come at the end."""
+    return ([nb for nb in notebooks if nb.stem not in EXECUTE_LAST]
+            + [nb for nb in notebooks if nb.stem in EXECUTE_LAST])
+
+
 def execute(only: list[str] | None = None, rerun: bool = False, params: list[str] | None = None) -> None:
     EXECUTED.mkdir(parents=True, exist_ok=True)
     params = list(params or [])
     failures, reused = [], []
-    for nb in toc_notebooks():
+    for nb in execution_order(toc_notebooks()):
         if only and nb.stem not in only:
             continue
         rel = nb.relative_to(ROOT)
         out = EXECUTED / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         key = chapter_key(nb, params)
-        if reuse_allowed(rerun) and reusable(nb, out, key):
+        if nb.stem not in EXECUTE_LAST and reuse_allowed(rerun) and reusable(nb, out, key):
             log(f"chapter {nb.stem}: unchanged since its last execution, reusing {out.relative_to(ROOT)}")
             reused.append(nb.stem)
             continue

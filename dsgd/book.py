@@ -117,6 +117,9 @@ def results_dir() -> Path:
     return Path(d) if d else repo_root() / "_build" / "results"
 
 
+FINDING_VERDICTS = ("supported", "contradicted", "not resolved", "not testable at this scale")
+
+
 class Results:
     """A chapter's headline numbers, written to ``<results_dir>/<chapter>.json``.
 
@@ -163,6 +166,23 @@ class Results:
 
     def get(self, key: str) -> Any:
         return self.data["values"][key]
+
+    def finding(self, key: str, *, claim: str, measured: str, setting: str, verdict: str,
+                section: str = "", source: str = "paper") -> dict[str, Any]:
+        """Record one row of the book's findings page (``notebooks/findings.ipynb``).
+
+        claim: what the paper (``source="paper"``) or this book (``"beyond the paper"``)
+          asserts; measured: what this chapter computed, numbers with intervals; setting:
+          model, data and scale; verdict: one of :data:`FINDING_VERDICTS`, decided by the
+          chapter's code from the numbers; section: the anchor of the section that shows it.
+        """
+        if verdict not in FINDING_VERDICTS:
+            raise ValueError(f"verdict must be one of {FINDING_VERDICTS}, got {verdict!r}")
+        row = {"chapter": self.chapter, "claim": claim, "measured": measured, "setting": setting,
+               "verdict": verdict, "section": section, "source": source}
+        self.data.setdefault("findings", {})[key] = row
+        self._write()
+        return row
 
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

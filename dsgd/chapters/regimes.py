@@ -624,8 +624,9 @@ def _holds(ok: bool | None) -> str:
     return "not testable" if ok is None else "holds" if ok else "does not hold"
 
 
-def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> dict[str, str]:
-    """Each prediction of the resting-point argument, judged from the numbers."""
+def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> dict[str, Any]:
+    """Each prediction of the resting-point argument, judged from the numbers: sentences
+    under ``pred_*`` and the two booleans of the boundary signature under ``ok_*``."""
     out: dict[str, str] = {}
     have = {"FFT", "DSGD"} <= set(msum.index)
     f = msum.loc["FFT"] if have else None
@@ -669,6 +670,7 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> d
                                  + comparison_sentence(row) + note)
     out["pred_balanced"] = (" ".join(sents) if sents else
                             "The harm vanishes on a balanced task: not testable (no balanced task stored yet).")
+    out["ok_ln2"], out["ok_switch"] = ok1, ok2
     return out
 
 
@@ -738,3 +740,76 @@ def candidate_verdict(t: pd.DataFrame, name: str) -> str:
     return (f"{name} {word} on the shared seeds ({k} vs {kp} failed, exact McNemar p = "
             f"{stats.format_p(r['p vs PCGrad'])}, Holm {stats.format_p(r['p vs PCGrad (Holm)'])}){vs_fft}"
             f"; failure rate {rate}{cost}.")
+
+
+# ------------------------------------------------------------------ findings page
+def _verdict_from_test(row: pd.Series | None, want: str) -> str:
+    """"supported" when the arm fails significantly ``want`` ("less often"/"more often")
+    than the reference, "contradicted" when significantly the other way, else "not resolved"."""
+    if row is None:
+        return "not testable at this scale"
+    if not row["significant"]:
+        return "not resolved"
+    return "supported" if row["direction"] == want else "contradicted"
+
+
+def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """The rows this chapter adds to the findings page (keyword arguments of
+    :meth:`dsgd.book.Results.finding`), every verdict decided from the numbers.
+
+    ``mech``: ``{"ln2": bool|None, "switch": bool|None, "text": str}`` from the mechanism
+    section; ``cand``: :func:`candidates_table` of the main setting.
+    """
+    df = ch.df
+    v = headline_values(ch)
+    short = v["short_setting"]
+    n_seeds = int(df[(df["setting"] == short) & (df["arm"] == "FFT")]["seed"].nunique())
+    setting = (f"MiniLM-L6 on BIG-bench {ch.main_task} (800 training / 500 held-out pairs), "
+               f"{short.split(', ')[1]}, up to {n_seeds} seeds; stored runs")
+    rows = []
+    d = _cmp(ch, short, "DSGD")
+    rows.append(dict(key="dsgd_fails_less", source="paper",
+                     claim="DSGD makes fine-tuning fail on fewer seeds than plain fine-tuning (FFT).",
+                     measured=f"FFT failed on {v['fft_short']}, DSGD on {v['dsgd_short']}. "
+                              + (comparison_sentence(d) if d is not None else ""),
+                     setting=setting, verdict=_verdict_from_test(d, "less often"),
+                     section="failure-rates-per-setting"))
+    esc = escape_verdict(df, ch.main_task)
+    rows.append(dict(key="dsgd_late_escape", source="beyond the paper",
+                     claim="DSGD only slows fine-tuning down: with a longer budget its failed seeds succeed.",
+                     measured=v["escape_sentence"], setting=setting.replace(short.split(', ')[1], "150–600 steps"),
+                     verdict={"late escapes": "supported", "dead ends": "contradicted",
+                              "mostly dead ends": "contradicted", "partly late escapes": "not resolved"}
+                     .get(esc["kind"], "not testable at this scale"),
+                     section="budget-slower-or-stuck"))
+    ok = None if mech.get("ln2") is None or mech.get("switch") is None else bool(mech["ln2"] and mech["switch"])
+    rows.append(dict(key="resting_point", source="beyond the paper",
+                     claim=f"While γ_t < (1 − π)/π = {v['gamma_star']:.2f}, DSGD's loss rests on the decision "
+                           "boundary (training loss pinned at ln 2, whole-batch class switches).",
+                     measured=mech.get("text", ""), setting=setting,
+                     verdict={True: "supported", False: "contradicted", None: "not testable at this scale"}[ok],
+                     section="why-where-dsgd-s-loss-rests-while-the-features-say-nothing"))
+    p = _cmp(ch, short, "PCGrad")
+    rows.append(dict(key="pcgrad_fails_less", source="beyond the paper",
+                     claim="PCGrad (two backward passes) fails on fewer seeds than FFT.",
+                     measured=f"PCGrad failed on {v['pcgrad_short']}. "
+                              + (comparison_sentence(p) if p is not None else ""),
+                     setting=setting, verdict=_verdict_from_test(p, "less often"),
+                     section="failure-rates-per-setting"))
+    if cand is not None and len(cand):
+        ran = cand[cand["method"].isin(CANDIDATES)]
+        if not len(ran) or "PCGrad failed (shared seeds)" not in cand:
+            verdict, text = "not testable at this scale", "No candidate has been run beside PCGrad yet."
+        else:
+            matched = ran[ran["failed (seeds shared with PCGrad)"] <= ran["PCGrad failed (shared seeds)"]]
+            worse = ran[(ran["p vs PCGrad (Holm)"] < 0.05)
+                        & (ran["failed (seeds shared with PCGrad)"] > ran["PCGrad failed (shared seeds)"])]
+            verdict = ("supported" if len(matched) else "contradicted" if len(worse) == len(ran)
+                       else "not resolved")
+            text = " ".join(candidate_verdict(cand, n) for n in ran["method"])
+        rows.append(dict(key="one_pass_candidate", source="beyond the paper",
+                         claim="A method with one backward pass (class-balanced weights, group-balanced DSGD, "
+                               "or PCGrad on the head only) is as stable as PCGrad.",
+                         measured=text, setting=setting, verdict=verdict,
+                         section="beyond-the-paper-one-backward-pass-as-stable-as-pcgrad"))
+    return rows
