@@ -662,3 +662,35 @@ def put_pairs(put: Any, prefix: str, frame: pd.DataFrame, a: str, b: str) -> pd.
     put(f"{prefix}_pairs", len(pairs))
     put(f"{prefix}_same", int(cnt.get("both failed", 0) + cnt.get("both succeeded", 0)))
     return pairs
+
+
+# ============================================================ parts a profile does not run
+NOT_RUN = "not run in this profile"
+# glue keys of the setting-search paragraph (cell reading ``search_table``)
+SEARCH_GLUE = ("search_settings", "search_start_steps", "search_start_fail", "search_start_runs",
+               "search_start_exits", "search_chosen_steps", "search_chosen_fail", "search_chosen_runs",
+               "search_chosen_ok_range", "search_late_seeds")
+# per shown seed ("fail" / "ok"): its representation and gradient-cosine keys
+SEED_GLUE = ("sep_after", "sep_before", "cos_min_after", "cos_mean_after", "cos_mean_before",
+             "all_neg", "all_below_half", "all_probed", "oneclass_neg", "oneclass_below_half",
+             "oneclass_probed", "mixed_neg", "mixed_below_half", "mixed_probed", "min_cos")
+
+
+def seed_glue(name: str) -> list[str]:
+    """The glue keys of the shown ``name`` seed ("fail" or "ok")."""
+    return [f"{name}_{k}" for k in SEED_GLUE]
+
+
+def gradient_glue() -> list[str]:
+    """Keys of the mean early gradient norm per arm and outcome (``gn_fft_ok_first_half``...)."""
+    return [f"gn_{arm}_{ok}_first_half" for arm in ("fft", "dsgd") for ok in ("ok", "fail")]
+
+
+def put_unset(R: Any, keys: Iterable[str], text: str) -> list[str]:
+    """Glue ``text`` under each of ``keys`` that ``R`` (a :class:`dsgd.book.Results`) has not
+    set: the sentences of a part this profile skipped (no search table, no successful seed)
+    still render, and say why. Returns the keys it set."""
+    unset = [k for k in keys if k not in R.data["values"]]
+    for k in unset:
+        R.put(k, text)
+    return unset
