@@ -397,7 +397,26 @@ def mechanism_frame(records: Iterable[dict[str, Any]], pi: float) -> pd.DataFram
                                     else None),
             "failed": failure_kind(r.get("verdict")) is not None,
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=MECHANISM_COLUMNS)
+
+
+MECHANISM_COLUMNS = ["arm", "seed", "steps", "crossing_step", "window_steps", "ce_gap", "ce_sd",
+                     "minority_steps", "switches", "exit_step", "exit_after_crossing", "failed"]
+
+
+def short_setting(ch: Chapter) -> str:
+    """The main task's shortest AdamW setting (``"<task>, 150 steps"`` in the CPU set): the
+    one the headline numbers and the mechanism section read."""
+    df, task = ch.df, ch.main_task
+    main = [s for s in setting_order(df) if df[df["setting"] == s]["task"].iloc[0] == task
+            and df[df["setting"] == s]["optimiser"].iloc[0] == "AdamW"]
+    return main[0] if main else setting_order(df)[0]
+
+
+def short_steps(ch: Chapter) -> int:
+    """The budget (optimizer steps) of :func:`short_setting`."""
+    df = ch.df
+    return int(df[df["setting"] == short_setting(ch)]["steps"].iloc[0])
 
 
 def mechanism_summary(mf: pd.DataFrame) -> pd.DataFrame:
@@ -587,9 +606,7 @@ def _cmp(ch: Chapter, setting: str, arm: str) -> pd.Series | None:
 def headline_values(ch: Chapter) -> dict[str, Any]:
     """The numbers and computed sentences the page cites (glued under these keys)."""
     df, task = ch.df, ch.main_task
-    main = [s for s in setting_order(df) if df[df["setting"] == s]["task"].iloc[0] == task
-            and df[df["setting"] == s]["optimiser"].iloc[0] == "AdamW"]
-    short = main[0] if main else setting_order(df)[0]
+    short = short_setting(ch)
     v: dict[str, Any] = {"main_task": task, "pi_main": ch.pi[task],
                          "gamma_star": (1 - ch.pi[task]) / ch.pi[task],
                          "n_runs": len(df), "n_settings": df["setting"].nunique(),
@@ -647,8 +664,7 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> d
     out["pred_exit"] = (f"DSGD leaves the plateau only after γ_t crosses γ*: {_holds(ok3)}"
                         + (f" ({int(dx['exit_after_crossing'].sum())} of {len(dx)} exits)" if len(dx)
                            else " (no DSGD run left the plateau)") + ".")
-    main150 = [s for s in setting_order(ch.df) if s == f"{ch.main_task}, 150 steps"]
-    row = _cmp(ch, main150[0], "DSGD, floor 0.75") if main150 else None
+    row = _cmp(ch, short_setting(ch), "DSGD, floor 0.75")
     if row is None:
         out["pred_floor"] = "The harm vanishes with a floor above γ*: not testable (no such runs stored yet)."
     else:
