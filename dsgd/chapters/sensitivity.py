@@ -509,10 +509,8 @@ def smooth(y: Sequence[float], window: int = 9) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     if y.size == 0 or window <= 1:
         return y
-    k = np.ones(window)
-    num = np.convolve(y, k, mode="same")
-    den = np.convolve(np.ones_like(y), k, mode="same")
-    return num / den
+    # a series shorter than the window (a short run) keeps its length
+    return pd.Series(y).rolling(window, center=True, min_periods=1).mean().to_numpy()
 
 
 # =========================================================================== stored set
