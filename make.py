@@ -2,10 +2,14 @@
 """One build entry point for dsgd-book.
 
     python3 make.py book    # set up, execute every chapter (embedded defaults), render HTML
-    python3 make.py test    # the above, then the whole pytest suite (incl. browser checks)
+    python3 make.py test    # smoke run of every paper profile, the above, then the whole
+                            # pytest suite (incl. browser checks)
 
 Other stages: ``setup`` (system pieces, virtual environment, offline assets), ``execute``
-(chapters only), ``html`` (render only), ``pytest`` (tests only, on an existing build).
+(chapters only), ``html`` (render only), ``pytest`` (tests only, on an existing build),
+``smoke`` (every chapter under its GPU profile ``paper.yaml`` + ``smoke.yaml``, with hub
+models and data replaced offline and runs cut to a few steps: see :func:`smoke`; part of
+``test``).
 Only the Python standard library is used here, so a fresh machine with Python 3.10+ and
 access to the package registries is enough.
 
@@ -407,6 +411,111 @@ def _tidy_executed(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+# -------------------------------------------------------------------------- smoke
+SMOKE = BUILD / "smoke"
+GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
+
+
+def profile_files(nb: Path, names: tuple[str, ...] = ("paper.yaml", "smoke.yaml")) -> list[Path]:
+    """The parameter files of chapter ``nb`` merged in order (later keys win)."""
+    d = ROOT / "notebooks" / "params" / nb.stem
+    missing = [n for n in names if not (d / n).exists()]
+    if missing:
+        raise SystemExit(f"chapter {nb.stem} lacks {', '.join(str(d / n) for n in missing)}")
+    return [d / n for n in names]
+
+
+def smoke_env(stem: str) -> dict[str, str]:
+    """The environment of a smoke execution: smoke mode on, this chapter's substitution log,
+    results and run store under ``_build/smoke`` (never the book's, never a stored set)."""
+    env = venv_env()
+    env.update(DSGD_SMOKE="1", DSGD_RESULTS_DIR=str(SMOKE / "results"), DSGD_STORE=str(SMOKE / "store"),
+               DSGD_SMOKE_LOG=str(SMOKE / "logs" / f"{stem}.log"))
+    return env
+
+
+def glue_problems(executed: Path) -> list[str]:
+    """Glue keys the chapter's text cites that no output of the executed notebook glued."""
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    cited, glued = set(), set()
+    for cell in nb.get("cells", []):
+        src = "".join(cell.get("source", []))
+        if cell.get("cell_type") == "markdown":
+            cited.update(GLUE_REF.findall(src))
+        for out in cell.get("outputs", []):
+            name = (out.get("metadata") or {}).get("scrapbook", {}).get("name")
+            if name:
+                glued.add(name)
+    return sorted(cited - glued)
+
+
+def results_problems(stem: str) -> list[str]:
+    """Missing values (None, NaN, "n/a") in the chapter's smoke results file."""
+    sys.path.insert(0, str(ROOT))
+    from dsgd.smoke import missing_values
+
+    f = SMOKE / "results" / f"{stem}.json"
+    if not f.exists():
+        return []
+    data = json.loads(f.read_text(encoding="utf-8"))
+    return missing_values(data.get("values", {})) + missing_values(data.get("findings", {}), "findings")
+
+
+def stored_smoke_records(since: float) -> list[str]:
+    """Records of a smoke run that ended up in a committed store (``results/*/runs``)."""
+    bad = []
+    for f in (ROOT / "results").glob("*/runs/*.json"):
+        try:
+            if f.stat().st_mtime >= since and json.loads(f.read_text()).get("smoke"):
+                bad.append(str(f.relative_to(ROOT)))
+        except (OSError, ValueError):
+            continue
+    return bad
+
+
+def smoke(only: list[str] | None = None) -> None:
+    """Execute every chapter (one at a time) under ``paper.yaml`` merged with ``smoke.yaml``
+    and ``DSGD_SMOKE=1`` into ``_build/smoke`` (wiped first, never reused): hub models become
+    tiny random ones of the same architecture, hub data the fixtures, runs stop after a few
+    steps (:mod:`dsgd.smoke`). Fails on a cell error, a glue key the text cites but the
+    chapter never set, a missing value in its results file, or a smoke record in a stored set."""
+    t_start = time.time()
+    shutil.rmtree(SMOKE, ignore_errors=True)
+    (SMOKE / "logs").mkdir(parents=True)
+    failures: dict[str, str] = {}
+    times: dict[str, float] = {}
+    for nb in execution_order(toc_notebooks()):
+        if only and nb.stem not in only:
+            continue
+        out = SMOKE / nb.relative_to(ROOT)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        params = [a for f in profile_files(nb) for a in ("-f", str(f))]
+        t0 = time.perf_counter()
+        with stage(f"smoke {nb.stem}"):
+            try:
+                run(papermill_command(nb, out, params), env=smoke_env(nb.stem))
+            except subprocess.CalledProcessError:
+                failures[nb.stem] = "a cell failed (see the log above)"
+        times[nb.stem] = round(time.perf_counter() - t0, 1)
+        logf = SMOKE / "logs" / f"{nb.stem}.log"
+        subs = sorted(set(logf.read_text().splitlines())) if logf.exists() else []
+        for line in subs or ["[smoke] (no substitution: nothing in this profile is downloaded)"]:
+            log(f"{nb.stem}: {line}")
+        if nb.stem not in failures and out.exists():
+            problems = [f"glue key {k!r} cited but never set" for k in glue_problems(out)]
+            problems += [f"results value {k} is missing (None/NaN/n/a)" for k in results_problems(nb.stem)]
+            if problems:
+                failures[nb.stem] = "; ".join(problems)
+    leaked = stored_smoke_records(t_start)
+    if leaked:
+        failures["stores"] = f"smoke records written into stored sets: {leaked[:5]}"
+    (SMOKE / "timings.json").write_text(json.dumps(times, indent=1) + "\n")
+    log("smoke times (s): " + ", ".join(f"{k}={v}" for k, v in times.items())
+        + f"; total {sum(times.values()):.1f}")
+    if failures:
+        raise SystemExit("smoke run failed:\n" + "\n".join(f"  {k}: {v}" for k, v in failures.items()))
+
+
 # --------------------------------------------------------------------------- html
 def html() -> None:
     with stage("html"):
@@ -447,7 +556,7 @@ def report_times() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("target", choices=["setup", "book", "execute", "html", "test", "pytest"])
+    ap.add_argument("target", choices=["setup", "book", "execute", "html", "test", "pytest", "smoke"])
     ap.add_argument("--only", nargs="*", help="execute only these chapters (file stems)")
     ap.add_argument("--force-setup", action="store_true")
     ap.add_argument("--rerun", action="store_true",
@@ -459,8 +568,10 @@ def main() -> None:
     if a.pytest_args and a.target not in ("test", "pytest"):
         ap.error(f"unknown arguments for {a.target!r}: {' '.join(a.pytest_args)}")
     try:
-        if a.target in ("setup", "book", "test", "execute"):
+        if a.target in ("setup", "book", "test", "execute", "smoke"):
             setup(a.force_setup, target=a.target, install_system=not a.no_system_install)
+        if a.target in ("test", "smoke"):
+            smoke(a.only)
         if a.target in ("book", "test", "execute"):
             execute(a.only, rerun=a.rerun)
         if a.target in ("book", "test", "html"):

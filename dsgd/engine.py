@@ -45,6 +45,10 @@ conflicted and were projected) and ``weight_correct`` / ``weight_total`` (sums o
 per-example weights of the correct and of all examples: DSGD's soft weights, balanced,
 dsgd-balanced).
 
+Smoke mode (``DSGD_SMOKE=1``, :mod:`dsgd.smoke`): every run stops after a few optimizer
+steps (``timings.steps``; ``timings.total_steps`` keeps the configured budget) and its record
+says ``"smoke": true``; the config and run id are unchanged.
+
 Reproducibility is exact on CPU for a given torch version and thread count; GPU kernels
 may be non-deterministic.
 """
@@ -62,6 +66,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dsgd import smoke
 from dsgd.config import RunConfig
 from dsgd.diagnostics import metrics as eval_metrics
 from dsgd.ensembles import bootstrap_train, split_bootstrap
@@ -345,6 +350,8 @@ def train_run(cfg: RunConfig | dict[str, Any], *, model: torch.nn.Module | None 
     pad_id = 0 if pad_id is None else int(pad_id)
 
     per_epoch_steps, T, epoch_ends = budget(len(data.train), cfg)
+    planned_T = T  # the budget the config sets (recorded), even where smoke mode stops early
+    T, epoch_ends = smoke.cap_steps(T, epoch_ends)  # smoke mode only (DSGD_SMOKE=1)
     n_epochs = len(epoch_ends)
     seed_everything(cfg.seed)  # training randomness independent of how the model was built
     model = method.prepare_model(model, cfg, total_steps=T)
@@ -467,13 +474,15 @@ def train_run(cfg: RunConfig | dict[str, Any], *, model: torch.nn.Module | None 
         "timings": {
             "total_s": time.perf_counter() - t_start,
             "train_s": train_s, "eval_s": eval_s, "probe_s": probe_s,
-            "steps": steps_done, "total_steps": T,
+            "steps": steps_done, "total_steps": planned_T,
             "s_per_step": train_s / steps_done if steps_done else None,
             "s_per_epoch": train_s / epochs_done if epochs_done else None,
         },
         "versions": versions(),
         "machine": machine(device),
     }
+    if smoke.active():
+        record["smoke"] = True  # shortened stand-in run: never a stored result
     record = _jsonable(record)
     for cb in callbacks:
         cb("end", {"record": record, "model": model})

@@ -15,6 +15,9 @@ at once with a message naming the offline alternative.
 | tiny-bert, tiny-roberta, tiny-llama | random 2-layer, hidden-32 models of each architecture, sharing MiniLM's tokenizer (vocabulary 30,522); the RoBERTa and Llama ones drop ``token_type_ids`` as their real tokenizers do | yes | MiniLM tokenizer |
 | tiny-vit | random 2-layer, hidden-32 ViT on 32x32 images, patch 8 | yes | ImagePreprocessor(32 px) |
 
+Smoke mode (``DSGD_SMOKE=1``): the three hub models are replaced by tiny-roberta, tiny-llama
+and tiny-vit (see :mod:`dsgd.smoke`), so a paper profile runs offline in seconds.
+
 Seeding: every factory builds its model inside ``torch.random.fork_rng()`` after
 ``torch.manual_seed(seed)``, so the newly initialised weights (the classification head of
 a pretrained model; everything in a tiny model) depend on ``seed`` and nothing else, and
@@ -42,21 +45,32 @@ def register_model(name: str) -> Callable[[Callable[..., tuple[Any, Any]]], Call
 
 
 def load_model(name: str, num_labels: int, *, seed: int = 0, **kw: Any) -> tuple[Any, Any]:
-    """Build a registered model with a freshly (seeded) initialised classification head."""
+    """Build a registered model with a freshly (seeded) initialised classification head.
+
+    In smoke mode (``DSGD_SMOKE=1``, :mod:`dsgd.smoke`) a hub model is replaced by a tiny
+    random model of the same architecture, built offline."""
+    from dsgd import smoke
+
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
     if int(num_labels) < 1:
         raise ValueError(f"num_labels must be positive, got {num_labels}")
+    if smoke.uses_substitute(name):
+        return smoke.substitute_model(name, num_labels, seed=seed, **kw)
     return MODELS[name](num_labels, seed=seed, **kw)
 
 
 def load_tokenizer(name: str, **kw: Any) -> Any:
     """The tokenizer (text) or ImagePreprocessor (images) of model ``name``, without
-    building the model; ``kw`` are the model's options (only ``image_size`` matters here)."""
+    building the model; ``kw`` are the model's options (only ``image_size`` matters here).
+    In smoke mode, a hub model gets its stand-in's (:mod:`dsgd.smoke`)."""
+    from dsgd import smoke
     from dsgd.data.vision import ImagePreprocessor
 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}")
+    if smoke.uses_substitute(name):
+        return smoke.substitute_tokenizer(name, **kw)
     if name == "minilm" or name == "tiny-bert":
         return minilm_tokenizer()
     if name in ("tiny-roberta", "tiny-llama"):

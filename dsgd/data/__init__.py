@@ -85,8 +85,14 @@ def register_task(name: str) -> Callable[[Callable[..., TaskData]], Callable[...
 def load_task(name: str, tokenizer: Any = None, **kw: Any) -> TaskData:
     """Load a task by name: a registered one (see ``TASKS``) or own data
     (``"csv:PATH"``, ``"jsonl:PATH"``, ``"bigbench:TASK"``, a name given to
-    :func:`register_frame`; see :mod:`dsgd.data.custom`)."""
-    return task_loader(name)(tokenizer, **kw)
+    :func:`register_frame`; see :mod:`dsgd.data.custom`). In smoke mode
+    (``DSGD_SMOKE=1``) a hub source is replaced offline (:func:`dsgd.smoke.substitute_task_kwargs`)."""
+    loader = task_loader(name)
+    from dsgd import smoke
+
+    if smoke.active():
+        kw = smoke.substitute_task_kwargs(name, kw)
+    return loader(tokenizer, **kw)
 
 
 def task_loader(name: str) -> Callable[..., TaskData]:
