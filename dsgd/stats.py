@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["Rate", "rate_ci", "mcnemar_exact", "fisher_exact", "holm", "mean_ci",
-           "paired_difference", "is_constant", "format_rate", "format_p"]
+           "paired_difference", "is_constant", "format_rate", "format_p", "p_text"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,9 @@ def format_p(p: float) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "not tested"
     return "< 0.001" if p < 1e-3 else f"{p:.3g}"
+
+
+def p_text(p: float, name: str = "p") -> str:
+    """``"p = 0.0625"`` or ``"p < 0.001"``: a p-value ready for a sentence."""
+    f = format_p(p)
+    return f"{name} {f}" if f.startswith("<") else f"{name} = {f}"

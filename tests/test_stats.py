@@ -81,6 +81,7 @@ def test_paired_difference():
 def test_format_helpers():
     assert stats.format_rate(stats.rate_ci(5, 10)) == "5/10 (0.50, 95 % CI 0.19–0.81)"
     assert stats.format_p(0.0625) == "0.0625" and stats.format_p(1e-5) == "< 0.001"
+    assert stats.p_text(0.0625) == "p = 0.0625" and stats.p_text(1e-5) == "p < 0.001"
 
 
 # ------------------------------------------------------------------------ survival

@@ -197,7 +197,7 @@ def comparison_sentence(row: pd.Series) -> str:
                 f"{row['reference failed']} of {row['shared seeds']} seeds).")
     return (f"{row['arm']} failed {row['direction']} than {row['reference']}: "
             f"{row['arm failed']} vs {row['reference failed']} of {row['shared seeds']} shared seeds "
-            f"(exact McNemar p = {stats.format_p(row['p'])}, Holm {stats.format_p(row['p (Holm)'])}; "
+            f"(exact McNemar {stats.p_text(row['p'])}, Holm-adjusted {stats.p_text(row['p (Holm)'], 'p')}; "
             f"{sig}).")
 
 
@@ -634,6 +634,11 @@ def headline_values(ch: Chapter) -> dict[str, Any]:
         "No seed on which FFT failed was also run with a longer budget.")
     ec = exit_check(df)
     v.update({f"exit_{k}": n for k, n in ec.items()})
+    v["gamma_star_pct"] = f"{100 * v['gamma_star']:.0f}"
+    rates = {a: x["failed"].mean() for a, x in g.groupby("arm")}
+    best = min(rates.values()) if rates else math.nan
+    tied = [a for a in arm_order(rates) if rates[a] == best]
+    v["fewest_failures"] = " and ".join(tied) if tied else "none"
     return v
 
 
@@ -750,11 +755,11 @@ def candidate_verdict(t: pd.DataFrame, name: str) -> str:
     vs_fft = ""
     if "FFT failed (shared seeds)" in r and not pd.isna(r.get("p vs FFT")):
         kf, kc = int(r["FFT failed (shared seeds)"]), int(r["failed (seeds shared with FFT)"])
-        vs_fft = (f"; against FFT it failed {direction(kc, kf)} ({kc} vs {kf}, p = "
-                  f"{stats.format_p(r['p vs FFT'])}, Holm {stats.format_p(r['p vs FFT (Holm)'])})")
+        vs_fft = (f"; against FFT it failed {direction(kc, kf)} ({kc} vs {kf}, {stats.p_text(r['p vs FFT'])}, "
+                  f"Holm-adjusted {stats.p_text(r['p vs FFT (Holm)'])})")
     cost = ("" if pd.isna(r["CPU time / FFT"]) else f", at {r['CPU time / FFT']:.2f}× FFT's CPU time per step")
-    return (f"{name} {word} on the shared seeds ({k} vs {kp} failed, exact McNemar p = "
-            f"{stats.format_p(r['p vs PCGrad'])}, Holm {stats.format_p(r['p vs PCGrad (Holm)'])}){vs_fft}"
+    return (f"{name} {word} on the shared seeds ({k} vs {kp} failed, exact McNemar "
+            f"{stats.p_text(r['p vs PCGrad'])}, Holm-adjusted {stats.p_text(r['p vs PCGrad (Holm)'])}){vs_fft}"
             f"; failure rate {rate}{cost}.")
 
 
