@@ -142,3 +142,72 @@ def test_widget_scripts_are_served_locally():
         _skip_or_fail("no built book at _build/html")
     assert (HTML / "_static" / "embed-amd.js").exists()
     assert (HTML / "_static" / "require.min.js").exists()
+
+
+# ----------------------------------------------------------- text of the rendered pages
+_PLACEHOLDER = __import__("re").compile(r"\b(TODO|TBD|FIXME|XXX)\b|placeholder", __import__("re").I)
+_MISSING_VALUES = {"n/a", "nan", "none", "null", "undefined"}
+
+
+class _PageText(__import__("html.parser").parser.HTMLParser):
+    """Prose of a built page: the text of <article>, without code inputs (cell sources)
+    and with the glued values (myst-nb's span.pasted-text) collected apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.text, self.glued, self._glue = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        cls = dict(attrs).get("class") or ""
+        skip = tag in ("script", "style") or "cell_input" in cls or "highlight" in cls
+        self.stack.append((tag, skip))
+        if "pasted-text" in cls:
+            self._glue = []
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            t, _ = self.stack.pop()
+            if t == tag:
+                break
+        if self._glue is not None and tag == "span":
+            self.glued.append("".join(self._glue).strip())
+            self._glue = None
+
+    def handle_data(self, data):
+        if any(skip for _, skip in self.stack):
+            return
+        self.text.append(data)
+        if self._glue is not None:
+            self._glue.append(data)
+
+
+def _page_text(page: str) -> _PageText:
+    name = "index" if page == "book/intro" else page
+    path = HTML / f"{name}.html"
+    if not path.exists():
+        _skip_or_fail(f"{path} missing (run `python3 make.py book`)")
+    raw = path.read_text(encoding="utf-8")
+    start = raw.find("<article")
+    end = raw.rfind("</article>")
+    p = _PageText()
+    p.feed(raw[start:end] if start >= 0 and end > start else raw)
+    return p
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_placeholder_and_no_missing_cited_value(page):
+    p = _page_text(page)
+    prose = " ".join(p.text)
+    hits = sorted({m.group(0) for m in _PLACEHOLDER.finditer(prose)})
+    assert not hits, f"{page}: placeholder text on the rendered page: {hits}"
+    missing = [g for g in p.glued if g.lower() in _MISSING_VALUES]
+    assert not missing, f"{page}: {len(missing)} cited value(s) render as {sorted(set(missing))}"
+
+
+def test_findings_table_is_filled():
+    p = _page_text("notebooks/findings")
+    raw = (HTML / "notebooks" / "findings.html").read_text(encoding="utf-8")
+    assert "class='findings'" in raw or 'class="findings"' in raw, "findings page: no findings table"
+    rows = raw.split("<tbody>", 1)[-1].split("</tbody>", 1)[0].count("<tr>")
+    assert rows >= 3, f"findings page: only {rows} row(s)"
+    assert any(ch.isdigit() for ch in " ".join(p.text)), "findings page shows no numbers"

@@ -55,3 +55,22 @@ def to_html(df: pd.DataFrame) -> str:
             f"<td><strong style='color:{colour}'>{html.escape(r['verdict'])}</strong></td>"
             f"<td><a href='{href}'>{html.escape(r['chapter'])}</a></td></tr>")
     return head + "".join(body) + "</tbody></table>"
+
+
+def verdict_plot(df: pd.DataFrame, ax: Any = None) -> Any:
+    """Verdicts per chapter as stacked horizontal bars (one colour per verdict)."""
+    import matplotlib.pyplot as plt
+
+    chapters = list(dict.fromkeys(df["chapter"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * max(len(chapters), 1) + 1.1))
+    left = [0] * len(chapters)
+    for verdict, colour in VERDICT_STYLE.items():
+        n = [int(((df["chapter"] == c) & (df["verdict"] == verdict)).sum()) for c in chapters]
+        ax.barh(chapters, n, left=left, color=colour, label=verdict)
+        left = [a + b for a, b in zip(left, n)]
+    ax.invert_yaxis()
+    ax.set_xlabel("findings")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    return ax
