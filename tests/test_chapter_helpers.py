@@ -244,3 +244,19 @@ def test_worst_share_and_extreme():
     assert math.isnan(th.worst_share(summ, "p", min_qualifying=100))
     assert th.extreme(summ, ["a", "b", "c"], "p", min) == (0.1, "b")
     assert th.extreme(summ, ["a", "b", "c"], "p", max) == (0.9, "a")
+
+
+def test_phenomenon_summary_values_by_hand():
+    import pandas as pd
+
+    from dsgd.chapters import phenomenon as ph
+
+    # FFT fails on seeds 0, 1; DSGD on 0, 1, 2, 3: two discordant seeds, both against DSGD
+    main = pd.DataFrame({"arm": ["FFT"] * 4 + ["DSGD"] * 4, "seed": [0, 1, 2, 3] * 2,
+                         "success": [False, False, True, True] + [False] * 4})
+    v = ph.summary_values(main)
+    assert v["sum_fft"].startswith("2/4") and v["sum_dsgd"].startswith("4/4")
+    assert v["sum_dsgd_direction"] == "more often"
+    assert "p = 0.5" in v["sum_test"] and "not significant" in v["sum_test"]  # 2 * 0.5**2
+    s = ph.checks_sentence(pd.DataFrame(columns=["arm", "success"]), pd.DataFrame())
+    assert "no DSGD run with a floor" in s and "no run with a longer budget" in s

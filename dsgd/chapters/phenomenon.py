@@ -694,3 +694,58 @@ def put_unset(R: Any, keys: Iterable[str], text: str) -> list[str]:
     for k in unset:
         R.put(k, text)
     return unset
+
+
+# ------------------------------------------------------------ closing sentences
+def checks_sentence(floor: pd.DataFrame, longer: pd.DataFrame) -> str:
+    """What this chapter's stored set says about its two checks, with exact intervals, and
+    where the full checks are (the regimes chapter)."""
+    from dsgd import stats
+
+    parts = []
+    f = floor[floor["arm"] == "DSGD (floor 0.5)"] if len(floor) else floor
+    if len(f):
+        parts.append(f"DSGD with the floor failed on "
+                     f"{stats.format_rate(stats.rate_ci(int((~f['success']).sum()), len(f)))} seeds")
+    else:
+        parts.append("no DSGD run with a floor is stored here")
+    if len(longer):
+        for arm in ("FFT", "DSGD"):
+            g = longer[longer["arm"] == arm]
+            if len(g):
+                parts.append(f"with {int(g['steps'].max())} steps {arm} failed on "
+                             f"{stats.format_rate(stats.rate_ci(int((~g['success']).sum()), len(g)))}")
+    else:
+        parts.append("no run with a longer budget is stored here")
+    return ("In this chapter's stored set " + "; ".join(parts) + ". The chapter *When does DSGD "
+            "help?* repeats both checks with more seeds and longer budgets (it says how many are "
+            "stored) and derives why DSGD's loss rests on the decision boundary while γ_t is small.")
+
+
+def summary_values(main: pd.DataFrame) -> dict[str, str]:
+    """The closing summary's computed sentences: failure rates with exact intervals and the
+    exact paired test of FFT against DSGD on this chapter's seeds."""
+    from dsgd import stats
+
+    out: dict[str, str] = {}
+    rates = {}
+    for arm in ("FFT", "DSGD"):
+        g = main[main["arm"] == arm]
+        rates[arm] = g.set_index("seed")["success"]
+        out[f"sum_{arm.lower()}"] = (stats.format_rate(stats.rate_ci(int((~g["success"]).sum()), len(g)))
+                                     if len(g) else NOT_RUN)
+    seeds = sorted(set(rates["FFT"].index) & set(rates["DSGD"].index))
+    if seeds:
+        a = ~rates["DSGD"].loc[seeds].to_numpy(bool)
+        b = ~rates["FFT"].loc[seeds].to_numpy(bool)
+        res = stats.mcnemar_exact(a, b)
+        word = "more often" if a.sum() > b.sum() else "less often" if a.sum() < b.sum() else "as often"
+        sig = "significant" if res["p_value"] < 0.05 else "not significant"
+        out["sum_test"] = (f"On the {len(seeds)} shared seeds DSGD failed {word} than FFT "
+                           f"({int(a.sum())} vs {int(b.sum())}; exact McNemar {stats.p_text(res['p_value'])}, "
+                           f"{sig} at the 5 % level).")
+        out["sum_dsgd_direction"] = word
+    else:
+        out["sum_test"] = "FFT and DSGD share no seed here: no paired test."
+        out["sum_dsgd_direction"] = "not compared"
+    return out
