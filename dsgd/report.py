@@ -26,7 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-FAILED_VERDICTS = ("failed", "collapsed", "diverged")
+# The book's one vocabulary (dsgd.diagnostics.failure_kind): every verdict but "success" is a
+# failed run; "collapsed" and "degenerate" (with the paper's "failed") are its kinds.
+FAILED_VERDICTS = ("failed", "collapsed", "diverged", "degenerate")
 METRIC_LABELS = {"accuracy": "ACC", "mcc": "MCC", "f1": "F1"}
 VERDICT_COLOURS = {
     "success": "#2b8a3e",
@@ -56,7 +58,8 @@ def _ordered(values: Sequence[Any], order: Sequence[Any] | None) -> list[Any]:
 
 
 def is_failed(df: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
-    """Boolean per run: accuracy <= majority rate, or verdict failed/collapsed/diverged."""
+    """Boolean per run: a failed run in the book's vocabulary (:func:`dsgd.diagnostics.failure_kind`:
+    any verdict but "success"), or, for rows without a verdict, accuracy <= majority rate."""
     failed = pd.Series(False, index=df.index)
     if "verdict" in df:
         failed |= df["verdict"].isin(FAILED_VERDICTS)
