@@ -260,3 +260,24 @@ def test_phenomenon_summary_values_by_hand():
     assert "p = 0.5" in v["sum_test"] and "not significant" in v["sum_test"]  # 2 * 0.5**2
     s = ph.checks_sentence(pd.DataFrame(columns=["arm", "success"]), pd.DataFrame())
     assert "no DSGD run with a floor" in s and "no run with a longer budget" in s
+
+
+def test_nlp_findings_sentences_by_hand():
+    import pandas as pd
+
+    from dsgd.chapters import nlp
+
+    rows = []
+    for s in range(4):  # FFT fails on seeds 0, 1; DSGD collapses on all; PCGrad never fails
+        rows.append({"label": "FFT", "seed": s, "model": "m", "task": "t", "accuracy": [0.65, 0.66, 0.9, 0.8][s],
+                     "verdict": ["collapsed", "degenerate", "success", "success"][s]})
+        rows.append({"label": "DSGD", "seed": s, "model": "m", "task": "t", "accuracy": 0.65, "verdict": "collapsed"})
+        rows.append({"label": "PCGrad", "seed": s, "model": "m", "task": "t", "accuracy": 0.9, "verdict": "success"})
+    f = pd.DataFrame(rows)
+    assert "not tested" in nlp.levene_text(f, "m", "t") and "collapsed" in nlp.levene_text(f, "m", "t")
+    s = nlp.pcgrad_sentence(f, "m", "t", 2.2)
+    assert "less often than FFT (0 vs 2" in s and "p = 0.5" in s and "2.20×" in s  # 2 * 0.5**2
+    rows_ = {r["key"]: r for r in nlp.chapter_findings(f, "m", "t", {"DSGD": 1.04}, "setting")}
+    assert rows_["table1_failures"]["verdict"] == "not resolved"  # 4 vs 2, p = 0.5
+    assert rows_["table1_spread"]["verdict"] == "not testable at this scale"
+    assert rows_["dsgd_cost"]["verdict"] == "supported"

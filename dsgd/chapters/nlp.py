@@ -606,3 +606,108 @@ def cost_verdict(ratio: float | None, paper: float, tol: float = 0.15) -> str:
     r = float(ratio)  # type: ignore[arg-type]
     word = "about the same as" if abs(r - paper) <= tol * paper else ("more than" if r > paper else "less than")
     return f"{r:.2f} × FFT, {word} the paper's {paper:g} ×"
+
+
+# ------------------------------------------------------------ findings and sentences
+def _failed_by_seed(frame: pd.DataFrame, label: str, model: str, task: str) -> pd.Series:
+    from dsgd.diagnostics import failure_kind
+
+    g = frame[(frame["label"] == label) & (frame["model"] == model) & (frame["task"] == task)]
+    return pd.Series([failure_kind(v) is not None for v in g["verdict"]], index=g["seed"].to_numpy())
+
+
+def paired_failures(frame: pd.DataFrame, label: str, model: str, task: str, reference: str = "FFT") -> dict[str, Any]:
+    """``label`` against ``reference`` on their shared seeds: failures with exact intervals
+    and the exact McNemar test (the book's vocabulary: failed = not a success)."""
+    from dsgd import stats
+
+    a, b = _failed_by_seed(frame, label, model, task), _failed_by_seed(frame, reference, model, task)
+    seeds = sorted(set(a.index) & set(b.index))
+    out = {"rate": stats.rate_ci(int(a.sum()), len(a)), "ref_rate": stats.rate_ci(int(b.sum()), len(b)),
+           "seeds": len(seeds), "k": int(a.loc[seeds].sum()) if seeds else 0,
+           "k_ref": int(b.loc[seeds].sum()) if seeds else 0, "p": float("nan")}
+    if seeds:
+        out["p"] = stats.mcnemar_exact(a.loc[seeds].to_numpy(bool), b.loc[seeds].to_numpy(bool))["p_value"]
+    out["direction"] = ("more often" if out["k"] > out["k_ref"] else "less often" if out["k"] < out["k_ref"]
+                        else "as often")
+    return out
+
+
+def pcgrad_sentence(frame: pd.DataFrame, model: str, task: str, cost_ratio: Any) -> str:
+    """PCGrad's result stated as a finding, with its caveats, every number computed."""
+    from dsgd import stats
+
+    if not (frame["label"] == "PCGrad").any():
+        return "PCGrad was not run in this grid."
+    c = paired_failures(frame, "PCGrad", model, task)
+    sig = "significant" if c["p"] < 0.05 else "not significant"
+    cost = (f"{float(cost_ratio):.2f}× FFT's time per step (two backward passes)"
+            if isinstance(cost_ratio, (int, float)) and np.isfinite(cost_ratio) else "an unmeasured cost")
+    return (f"PCGrad failed on {stats.format_rate(c['rate'])} seeds, FFT on {stats.format_rate(c['ref_rate'])}: "
+            f"on the {c['seeds']} shared seeds PCGrad failed {c['direction']} than FFT ({c['k']} vs {c['k_ref']}; exact "
+            f"McNemar {stats.p_text(c['p'])}, {sig} at the 5 % level). The caveats: it costs {cost}, and this "
+            f"is one task ({task}) and one model ({model}).")
+
+
+def chapter_findings(frame: pd.DataFrame, model: str, task: str, cost: dict[str, Any],
+                     setting: str) -> list[dict[str, Any]]:
+    """The NLP chapter's rows of the findings page, verdicts decided from the numbers."""
+    from dsgd import stats
+
+    rows = []
+    d = paired_failures(frame, "DSGD", model, task)
+    verdict = ("not resolved" if not (d["p"] < 0.05) else
+               "supported" if d["direction"] == "less often" else "contradicted")
+    rows.append(dict(key="table1_failures", source="paper",
+                     claim="Table 1: DSGD fails on fewer seeds than FFT (and the paper's baselines).",
+                     measured=(f"FFT failed on {stats.format_rate(d['ref_rate'])} seeds, DSGD on "
+                               f"{stats.format_rate(d['rate'])}; exact McNemar {stats.p_text(d['p'])} on "
+                               f"{d['seeds']} shared seeds."),
+                     setting=setting, verdict=verdict, section="the-grid-and-how-each-baseline-is-run"))
+    acc = {lab: frame[(frame["label"] == lab) & (frame["model"] == model) & (frame["task"] == task)]
+           .set_index("seed")["accuracy"] for lab in ("FFT", "DSGD")}
+    if len(acc["DSGD"]) and stats.is_constant(acc["DSGD"].to_numpy()):
+        rows.append(dict(key="table1_spread", source="paper",
+                         claim="Table 1: DSGD has a smaller spread of accuracy over seeds than FFT.",
+                         measured=(f"Every DSGD run ended at {100 * acc['DSGD'].iloc[0]:.1f} % (the majority "
+                                   "rate): its spread is zero because every run collapsed, which says nothing "
+                                   "about stability; no variance test is made."),
+                         setting=setting, verdict="not testable at this scale", section=""))
+    elif len(acc["DSGD"]) > 1 and len(acc["FFT"]) > 1:
+        from scipy.stats import levene
+
+        p = float(levene(acc["DSGD"], acc["FFT"]).pvalue)
+        smaller = acc["DSGD"].std() < acc["FFT"].std()
+        rows.append(dict(key="table1_spread", source="paper",
+                         claim="Table 1: DSGD has a smaller spread of accuracy over seeds than FFT.",
+                         measured=(f"std {100 * acc['DSGD'].std():.2f} vs {100 * acc['FFT'].std():.2f} points; "
+                                   f"Levene {stats.p_text(p)}."),
+                         setting=setting, verdict=("not resolved" if p >= 0.05 else
+                                                   "supported" if smaller else "contradicted"), section=""))
+    ratio = cost.get("DSGD")
+    if isinstance(ratio, (int, float)) and np.isfinite(ratio):
+        rows.append(dict(key="dsgd_cost", source="paper",
+                         claim="Figure 3: DSGD costs about as much per step as FFT (one backward pass); "
+                               "here: within 10 %.",
+                         measured=f"DSGD's time per step was {ratio:.2f}× FFT's, measured interleaved in one run.",
+                         setting=setting, verdict="supported" if abs(ratio - 1) <= 0.1 else "contradicted",
+                         section=""))
+    return rows
+
+
+def levene_text(frame: pd.DataFrame, model: str, task: str, label: str = "DSGD") -> str:
+    """Levene's test of ``label`` against FFT as a sentence, or why it is not made: a group
+    whose runs all ended at one accuracy has no spread to compare."""
+    from scipy.stats import levene
+
+    from dsgd import stats
+
+    acc = {lab: frame[(frame["label"] == lab) & (frame["model"] == model) & (frame["task"] == task)]["accuracy"]
+           .to_numpy(float) for lab in (label, "FFT")}
+    if len(acc[label]) and stats.is_constant(acc[label]):
+        return (f"{label} against FFT: not tested — every {label} run ended at "
+                f"{100 * acc[label][0]:.1f} %, so its spread is zero because the runs collapsed, "
+                "not because they are stable")
+    if len(acc[label]) < 2 or len(acc["FFT"]) < 2:
+        return f"{label} against FFT: not tested (fewer than two runs)"
+    return f"{label} against FFT: Levene {stats.p_text(float(levene(acc[label], acc['FFT']).pvalue))}"
