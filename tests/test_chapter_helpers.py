@@ -281,3 +281,17 @@ def test_nlp_findings_sentences_by_hand():
     assert rows_["table1_failures"]["verdict"] == "not resolved"  # 4 vs 2, p = 0.5
     assert rows_["table1_spread"]["verdict"] == "not testable at this scale"
     assert rows_["dsgd_cost"]["verdict"] == "supported"
+
+
+def test_theory_findings_verdicts_from_values():
+    from dsgd.chapters import theory
+
+    v = {"l42_sep_rate": 0.0, "l42_sep_tried": 40, "l42_verdict": "under the paper's assumption ...",
+         "l43_verdict": "holds: ...", "t45_verdict": "holds but is vacuous", "t46_verdict": "fails: x",
+         "gc_n_wrong": 8, "gc_tau1_errors_end": 8, "gc_verdict": "..."}
+    got = {r["key"]: r["verdict"] for r in theory.chapter_findings(v)}
+    assert got == {"lemma42": "supported", "l43": "supported", "t45": "supported", "t46": "contradicted",
+                   "cancellation": "contradicted"}  # 8 errors before and after: no lasting benefit
+    v.update(l42_sep_rate=0.1, gc_tau1_errors_end=5)
+    got = {r["key"]: r["verdict"] for r in theory.chapter_findings(v)}
+    assert got["lemma42"] == "contradicted" and got["cancellation"] == "supported"

@@ -381,3 +381,37 @@ def test_notebook_saved_without_outputs_and_params_files_valid(P):
     for f in (ROOT / "notebooks" / "params" / "theory").glob("*.yaml"):
         keys = set(yaml.safe_load(f.read_text()))
         assert keys <= set(P), f"{f.name}: unknown keys {keys - set(P)}"
+
+
+def test_lemma42_under_separability_no_stationary_point_with_errors():
+    from dsgd.theory.data import make_blobs
+    from dsgd.theory.lemmas import find_lw_counterexample, separable_stationary_rate, stationary_combination
+    from dsgd.theory import model as lm
+
+    # separable data: a separating direction lowers every example's loss, so the rate is 0
+    X, y = make_blobs(60, d=2, K=3, separable=True, seed=5)
+    rate, tried = separable_stationary_rate(X, y, 50, seed=1)
+    assert tried > 0 and rate == 0.0
+    # hand case: two points on a line, labels 0 and 1, theta predicting the wrong class for
+    # both; the separator x -> (class 1 if x > 0) gives <grad l_i, theta*> < 0 for each, so no
+    # combination of the two gradients vanishes
+    Xh = np.array([[-1.0], [1.0]])
+    yh = np.array([0, 1])
+    theta = np.array([[1.0, 0.0], [-1.0, 0.0]])  # rows: class logits w*x + b, predicts the opposite
+    assert lm.misclassified(theta, Xh, yh).all()
+    assert stationary_combination(theta, Xh, yh) is None
+    # the counterexample of the chapter is not separable
+    cx = find_lw_counterexample(K=3, d=1, max_trials=400, seed=0)
+    if cx is not None:
+        from dsgd.theory.data import is_separable
+        assert not is_separable(cx["X"], cx["y"])
+
+
+def test_lemma42_verdict_separates_the_three_parts():
+    from dsgd.theory import verdicts
+
+    text = verdicts.lemma42(0.0, 0.3, {"y": [0] * 7}, True, 0.0, 120, False)
+    assert "holds for any number of classes" in text and "120 random parameters" in text
+    assert "wrong for a sum" in text
+    assert "without the assumption it fails" in text and "(not linearly separable)" in text
+    assert "for two classes it holds even without separability" in text

@@ -95,6 +95,31 @@ def lw_stationary_rate(K: int, d: int, n_theta: int, pool: int = 200, seed: int 
     return hits / n_theta
 
 
+def separable_stationary_rate(X: Array, y: Array, n_theta: int, seed: int = 0,
+                              scale: float = 2.0) -> tuple[float, int]:
+    """On one data set, the share of random parameters with at least one misclassified
+    example at which some weighted set of the misclassified examples has zero gradient,
+    and how many such parameters were tried.
+
+    Lemma 4.2 under the paper's assumption: on linearly separable data a separating
+    parameter ``theta*`` gives, for every example, ``<grad l_i(theta), theta*> =
+    sum_k p_ik o*_ik - o*_iy < 0`` (the p-weighted mean of logits that the true class
+    strictly beats), a direction that lowers every example's loss at once; by Gordan's
+    alternative no combination of misclassified gradients can vanish, so the rate is 0.
+    """
+    rng = np.random.default_rng(seed)
+    K, d = int(y.max()) + 1, X.shape[1]
+    hits = tried = 0
+    for _ in range(n_theta):
+        theta = scale * rng.standard_normal((K, d + 1))
+        wrong = lm.misclassified(theta, X, y)
+        if not wrong.any():
+            continue
+        tried += 1
+        hits += stationary_combination(theta, X[wrong], y[wrong]) is not None
+    return (hits / tried if tried else float("nan")), tried
+
+
 def find_lw_counterexample(
     K: int = 3,
     d: int = 1,

@@ -19,24 +19,41 @@ def compare_word(ci: tuple[float, float, float]) -> str:
 
 
 def lemma42(binary_rate: float, multiclass_rate: float, counterexample: dict | None,
-            separable_zero_error: bool) -> str:
-    """Fails if a K >= 3 counterexample exists; holds for K = 2 if no binary one was found."""
+            separable_zero_error: bool, separable_rate: float = float("nan"),
+            separable_tried: int = 0, counterexample_separable: bool | None = None) -> str:
+    """Lemma 4.2 in three parts: under the paper's assumption (separable data), what the
+    proof's per-example step gets wrong, and what happens once the assumption is dropped."""
     parts = []
+    if separable_tried and separable_rate == 0:
+        parts.append("under the paper's assumption (linearly separable data) it holds for any number "
+                     f"of classes: at {separable_tried} random parameters with errors on the separable "
+                     "three-class problem no combination of the misclassified examples' gradients "
+                     "vanished, as the separating direction lowers every example's loss at once")
+    elif separable_tried:
+        parts.append(f"on separable data a stationary point with errors was found at a rate of "
+                     f"{separable_rate:.2f}, against the separability argument")
+    parts.append("the proof's per-example step (the gradient vanishes only if every example is "
+                 "fitted) is wrong for a sum of gradients, so the conclusion rests on separability, "
+                 "not on that step")
     if counterexample is not None:
         n = len(counterexample["y"])
-        parts.append(f"fails for three or more classes: a {n}-point dataset has a stationary "
-                     f"point of L_W that misclassifies all {n} points")
+        sep = ("" if counterexample_separable is None else
+               " (not linearly separable)" if not counterexample_separable else " (separable!)")
+        parts.append(f"without the assumption it fails for three or more classes: a {n}-point "
+                     f"dataset{sep} has a stationary point of L_W that misclassifies all {n} points")
     else:
-        parts.append("no counterexample found for three or more classes")
+        parts.append("no counterexample was found for three or more classes")
     if binary_rate == 0:
-        parts.append("holds for two classes, where L_W has no stationary point with errors at all "
-                     "(so on non-separable binary data, where zero error is impossible, the lemma's "
-                     "premise is never met)")
+        parts.append("for two classes it holds even without separability: L_W has no stationary "
+                     "point with errors at all")
     else:
         parts.append(f"a binary stationary point with errors was found at a rate of {binary_rate:.2f}")
     if separable_zero_error:
-        parts.append("on separable data gradient descent on L_W did reach zero training error, "
+        parts.append("on separable data gradient descent on L_W reached zero training error, "
                      "stopping right at the decision boundary")
+    parts.append("for fine-tuning the non-separable case is the one that matters (on the "
+                 "majority-class plateau the features do not separate the classes), but the "
+                 "book's tasks have two classes, where the lemma holds")
     return "; ".join(parts) + "."
 
 
