@@ -413,6 +413,7 @@ def _tidy_executed(path: Path) -> None:
 
 # -------------------------------------------------------------------------- smoke
 SMOKE = BUILD / "smoke"
+SMOKE_CELL_TIMEOUT_S = 300  # a smoke cell takes seconds: one that hangs fails the run instead
 GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
 
 
@@ -493,7 +494,8 @@ def smoke(only: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         with stage(f"smoke {nb.stem}"):
             try:
-                run(papermill_command(nb, out, params), env=smoke_env(nb.stem))
+                run(papermill_command(nb, out, params) + ["--execution-timeout", str(SMOKE_CELL_TIMEOUT_S)],
+                    env=smoke_env(nb.stem))
             except subprocess.CalledProcessError:
                 failures[nb.stem] = "a cell failed (see the log above)"
         times[nb.stem] = round(time.perf_counter() - t0, 1)
