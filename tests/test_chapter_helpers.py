@@ -295,3 +295,17 @@ def test_theory_findings_verdicts_from_values():
     v.update(l42_sep_rate=0.1, gc_tau1_errors_end=5)
     got = {r["key"]: r["verdict"] for r in theory.chapter_findings(v)}
     assert got["lemma42"] == "contradicted" and got["cancellation"] == "supported"
+
+
+def test_sensitivity_findings_pick_the_deciding_source():
+    from dsgd.chapters import sensitivity as S
+
+    v = {"a_stored_verdict": "contradicted", "a_stored_pref": "DSGD", "a_stored_other": "FFT",
+         "a_stored_diff": -12.58, "a_stored_ci": "[-20.8, -4.8]", "a_stored_n": 10,
+         "b_stored_verdict": "too few seeds", "b_grid_verdict": "not resolved (points towards it)",
+         "b_grid_pref": "DSGD", "b_grid_other": "τ = 0.1", "b_grid_diff": 1.07, "b_grid_ci": "[-9.0, +17.2]",
+         "b_grid_n": 8, "stored_finished": 84, "stored_expected": 200, "grid_setting_text": "tiny"}
+    rows = {r["key"]: r for r in S.chapter_findings(v)}
+    assert rows["guideline_a"]["verdict"] == "contradicted" and "-12.6 points" in rows["guideline_a"]["measured"]
+    assert rows["guideline_b"]["verdict"] == "not resolved" and "stand-in" in rows["guideline_b"]["setting"]
+    assert "guideline_c" not in rows

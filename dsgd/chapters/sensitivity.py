@@ -770,3 +770,44 @@ def choice_widget(sources: dict[str, Sequence[dict[str, Any]]], taus: Sequence[f
         show, schedule=widgets.Dropdown(options=["linear", "cosine", "descending", "constant"], value="linear"),
         tau=widgets.SelectionSlider(options=list(taus), value=1.0, description="τ"),
         source=widgets.Dropdown(options=list(sources), value=next(iter(sources))))
+
+
+# ------------------------------------------------------------------ findings page
+_CLAIMS = {
+    "a": "Guideline: prefer an ascending (or cosine) schedule for γ_t over a static γ.",
+    "b": "Guideline: τ = 1 beats a small τ.",
+    "c": "PEFT is not a remedy for seed failures; DSGD ends best.",
+}
+
+
+def finding_verdict(text: str) -> str:
+    """The findings page's verdict for a :func:`claim_check` verdict text."""
+    t = str(text)
+    if t.startswith("supported"):
+        return "supported"
+    if t.startswith("contradicted"):
+        return "contradicted"
+    if t.startswith("not resolved"):
+        return "not resolved"
+    return "not testable at this scale"
+
+
+def chapter_findings(v: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the findings page for guidelines (a)–(c): the stored MiniLM set's verdict
+    where it decides one, else the stand-in grid's, each with its paired difference."""
+    rows = []
+    for part, claim in _CLAIMS.items():
+        src = "stored" if finding_verdict(v.get(f"{part}_stored_verdict")) != "not testable at this scale" else "grid"
+        if f"{part}_{src}_verdict" not in v:
+            continue
+        where = (f"MiniLM-L6 on epistemic_reasoning, stored runs ({v.get('stored_finished')} of "
+                 f"{v.get('stored_expected')} of the planned set)" if src == "stored"
+                 else f"stand-in grid computed in the build: {v.get('grid_setting_text')}")
+        diff = v.get(f"{part}_{src}_diff")
+        diff = f"{diff:+.1f}" if isinstance(diff, (int, float)) else str(diff)
+        measured = (f"best {v.get(f'{part}_{src}_pref')} against best {v.get(f'{part}_{src}_other')}: "
+                    f"{diff} points {v.get(f'{part}_{src}_ci')} on "
+                    f"{v.get(f'{part}_{src}_n')} paired seeds ({v.get(f'{part}_{src}_verdict')}).")
+        rows.append(dict(key=f"guideline_{part}", source="paper", claim=claim, measured=measured, setting=where,
+                         verdict=finding_verdict(v.get(f"{part}_{src}_verdict")), section=""))
+    return rows
