@@ -463,9 +463,13 @@ def results_problems(stem: str) -> list[str]:
 
 
 def stored_smoke_records(since: float) -> list[str]:
-    """Records of a smoke run that ended up in a committed store (``results/*/runs``)."""
+    """Records of a smoke run that ended up outside ``_build/smoke``: in a committed store
+    (``results/*/runs``) or one of the book build's (``_build/**/runs``)."""
     bad = []
-    for f in (ROOT / "results").glob("*/runs/*.json"):
+    files = [*(ROOT / "results").glob("*/runs/*.json"), *BUILD.glob("*/runs/*.json"), *BUILD.glob("*/*/runs/*.json")]
+    for f in files:
+        if SMOKE in f.parents:
+            continue
         try:
             if f.stat().st_mtime >= since and json.loads(f.read_text()).get("smoke"):
                 bad.append(str(f.relative_to(ROOT)))

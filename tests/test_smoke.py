@@ -204,3 +204,24 @@ def test_regimes_empty_mechanism_frame_has_its_columns():
     mf = rg.mechanism_frame([], 0.5)
     assert len(mf) == 0 and {"arm", "exit_step", "exit_after_crossing"} <= set(mf.columns)
     assert len(mf[(mf["arm"] == "DSGD") & mf["exit_step"].notna()]) == 0
+
+
+def test_own_data_folder_follows_the_results_folder(monkeypatch, tmp_path):
+    from dsgd.chapters import own_data
+
+    monkeypatch.setenv("DSGD_RESULTS_DIR", str(tmp_path / "smoke" / "results"))
+    assert own_data.work_folder() == tmp_path / "smoke" / "own_data"
+    monkeypatch.delenv("DSGD_RESULTS_DIR")
+    assert own_data.work_folder() == ROOT / "_build" / "own_data"  # the book's, as before
+
+
+def test_smoke_records_outside_the_smoke_folder_are_found(make, monkeypatch, tmp_path):
+    monkeypatch.setattr(make, "ROOT", tmp_path)
+    monkeypatch.setattr(make, "BUILD", tmp_path / "_build")
+    monkeypatch.setattr(make, "SMOKE", tmp_path / "_build" / "smoke")
+    for rel, rec in (("results/a/runs/x.json", {"smoke": True}), ("results/a/runs/y.json", {}),
+                     ("_build/own_data/store/runs/z.json", {"smoke": True}),
+                     ("_build/smoke/store/runs/w.json", {"smoke": True})):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(rec))
+    assert sorted(make.stored_smoke_records(0.0)) == ["_build/own_data/store/runs/z.json", "results/a/runs/x.json"]

@@ -8,12 +8,22 @@ page itself is the library's three calls.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dsgd.report import format_table1, table1
+
+
+def work_folder() -> Path:
+    """Where the page writes its data file and run store: ``own_data/`` beside the results
+    folder (``_build/own_data`` in a book build; under ``_build/smoke`` in a smoke run, so
+    its shortened runs never share a store with the book's)."""
+    from dsgd.book import results_dir
+
+    return results_dir().parent / "own_data"
 
 
 def headlines(classes: Sequence[str] = ("business", "politics", "tech"), per_class: int = 40,
