@@ -309,3 +309,32 @@ def test_sensitivity_findings_pick_the_deciding_source():
     assert rows["guideline_a"]["verdict"] == "contradicted" and "-12.6 points" in rows["guideline_a"]["measured"]
     assert rows["guideline_b"]["verdict"] == "not resolved" and "stand-in" in rows["guideline_b"]["setting"]
     assert "guideline_c" not in rows
+
+
+def test_vision_and_multitask_findings_by_hand():
+    import pandas as pd
+
+    from dsgd.chapters import multitask as M
+    from dsgd.chapters import vision as V
+
+    # vision: DSGD above FFT by exactly 1 point on each of 6 seeds -> Wilcoxon p = 2/64 < 0.05
+    rows = []
+    for s in range(6):
+        rows.append({"setting": "S", "method": "fft", "seed": s, "accuracy": 0.30 + 0.01 * s, "verdict": "success"})
+        rows.append({"setting": "S", "method": "dsgd", "seed": s, "accuracy": 0.31 + 0.01 * s, "verdict": "success"})
+    got = {r["key"]: r for r in V.chapter_findings(pd.DataFrame(rows), "2 of 2", 500)}
+    assert got["table2_accuracy"]["verdict"] == "supported" and "+1.0 points" in got["table2_accuracy"]["measured"]
+    assert got["table2_stability"]["verdict"] == "not resolved"  # identical spreads
+    # multitask: task A never fails; task B: FFT fails on seeds 0, 1 of 4, DSGD on all 4
+    mt = []
+    for s in range(4):
+        for m in ("fft", "dsgd"):
+            mt.append({"pair": "A+B", "task": "A", "method": m, "seed": s, "accuracy": 0.9, "verdict": "success"})
+        mt.append({"pair": "A+B", "task": "B", "method": "fft", "seed": s, "accuracy": 0.6,
+                   "verdict": "collapsed" if s < 2 else "success"})
+        mt.append({"pair": "A+B", "task": "B", "method": "dsgd", "seed": s, "accuracy": 0.5, "verdict": "collapsed"})
+    got = {r["key"]: r for r in M.chapter_findings(pd.DataFrame(mt))}
+    assert got["table6_failures"]["verdict"] == "not resolved"  # 4 vs 2 failures: p = 0.5
+    assert "B: DSGD failed on 4, FFT on 2" in got["table6_failures"]["measured"]
+    # ACC per seed: FFT (0.9 + 0.6)/2, DSGD (0.9 + 0.5)/2 -> -5 points on all 4 seeds, Wilcoxon p = 2/16
+    assert got["table6_acc"]["verdict"] == "not resolved" and "-5.00 points" in got["table6_acc"]["measured"]

@@ -149,3 +149,59 @@ def put_numbers(R: Any, prefix: str, frame: pd.DataFrame, table: pd.DataFrame, c
     bad = frame["verdict"].isin(["failed", "collapsed", "diverged"])
     R.put(f"{prefix}_n_task_runs", len(frame))
     R.put(f"{prefix}_n_task_failed", int(bad.sum()))
+
+
+# ------------------------------------------------------------------ findings page
+def chapter_findings(stored: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The multitask chapter's rows of the findings page from the stored per-task frame
+    (:func:`dsgd.multitask.multitask_frame`): DSGD − FFT of ACC (mean over tasks per seed)
+    on shared seeds, and per-task failures — a task no method learns cannot show failures
+    that depend on the seed."""
+    from dsgd import stats
+    from dsgd.diagnostics import failure_kind
+
+    if stored is None or not len(stored):
+        return []
+    per_seed = stored.groupby(["method", "seed"])["accuracy"].mean()
+    f = per_seed.get("fft", pd.Series(dtype=float))
+    d = per_seed.get("dsgd", pd.Series(dtype=float))
+    seeds = sorted(set(f.index) & set(d.index))
+    pairs = ", ".join(dict.fromkeys(stored["pair"]))
+    setting = f"MiniLM-L6 with one shared head per task on {pairs}, stored runs, {len(seeds)} shared seeds"
+    rows = []
+    if len(seeds) >= 2:
+        res = stats.paired_difference(100 * d.loc[seeds].to_numpy(), 100 * f.loc[seeds].to_numpy())
+        sig = res["p_value"] < 0.05
+        rows.append(dict(key="table6_acc", source="paper",
+                         claim="Table 6: DSGD raises the multitask accuracy (ACC) over FFT.",
+                         measured=(f"ACC DSGD − FFT {res['mean']:+.2f} points [{res['lo']:+.2f}, {res['hi']:+.2f}] "
+                                   f"(Wilcoxon {stats.p_text(res['p_value'])})."),
+                         setting=setting, verdict=("not resolved" if not sig else
+                                                   "supported" if res["mean"] > 0 else "contradicted"),
+                         section=""))
+    learned, testable, tests = [], [], []
+    for t in dict.fromkeys(stored["task"]):
+        g = stored[stored["task"] == t]
+        k = int(sum(failure_kind(v) is not None for v in g["verdict"]))
+        learned.append(f"{t}: {k} of {len(g)} per-task results failed")
+        ff = g[g["method"] == "fft"].set_index("seed")["verdict"].map(lambda v: failure_kind(v) is not None)
+        if 0 < ff.sum() < len(ff):  # FFT fails on some seeds of this task and succeeds on others
+            testable.append(t)
+            dd = g[g["method"] == "dsgd"].set_index("seed")["verdict"].map(lambda v: failure_kind(v) is not None)
+            sh = sorted(set(ff.index) & set(dd.index))
+            if sh:
+                res = stats.mcnemar_exact(dd.loc[sh].to_numpy(bool), ff.loc[sh].to_numpy(bool))
+                tests.append((t, int(dd.loc[sh].sum()), int(ff.loc[sh].sum()), res["p_value"]))
+    if tests:
+        sig = [x for x in tests if x[3] < 0.05]
+        verdict = ("not resolved" if not sig else "supported" if all(a < b for _, a, b, _ in sig)
+                   else "contradicted")
+        extra = " ".join(f"{t}: DSGD failed on {a}, FFT on {b} shared seeds ({stats.p_text(p)})."
+                         for t, a, b, p in tests)
+    else:
+        verdict, extra = "not testable at this scale", ("No task has FFT failing on some seeds and "
+                                                        "succeeding on others.")
+    rows.append(dict(key="table6_failures", source="paper",
+                     claim="Multitask fine-tuning fails on some seeds, and DSGD reduces those failures.",
+                     measured="; ".join(learned) + ". " + extra, setting=setting, verdict=verdict, section=""))
+    return rows
