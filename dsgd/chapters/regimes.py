@@ -787,14 +787,15 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
     n_seeds = int(df[(df["setting"] == short) & (df["arm"] == "FFT")]["seed"].nunique())
     setting = (f"MiniLM-L6 on BIG-bench {ch.main_task} (800 training / 500 held-out pairs), "
                f"{short.split(', ')[1]}, up to {n_seeds} seeds; stored runs")
-    rows = []
-    d = _cmp(ch, short, "DSGD")
-    rows.append(dict(key="dsgd_fails_less", source="paper",
-                     claim="DSGD makes fine-tuning fail on fewer seeds than plain fine-tuning (FFT).",
-                     measured=f"FFT failed on {v['fft_short']}, DSGD on {v['dsgd_short']}. "
-                              + (comparison_sentence(d) if d is not None else ""),
-                     setting=setting, verdict=_verdict_from_test(d, "less often"),
-                     section="failure-rates-per-setting"))
+    def fails_less(key: str, source: str, arm: str, claim: str, rates: str) -> dict[str, Any]:
+        row = _cmp(ch, short, arm)
+        return dict(key=key, source=source, claim=claim, setting=setting,
+                    measured=rates + (comparison_sentence(row) if row is not None else ""),
+                    verdict=_verdict_from_test(row, "less often"), section="failure-rates-per-setting")
+
+    rows = [fails_less("dsgd_fails_less", "paper", "DSGD",
+                       "DSGD makes fine-tuning fail on fewer seeds than plain fine-tuning (FFT).",
+                       f"FFT failed on {v['fft_short']}, DSGD on {v['dsgd_short']}. ")]
     esc = escape_verdict(df, ch.main_task)
     rows.append(dict(key="dsgd_late_escape", source="beyond the paper",
                      claim="DSGD only slows fine-tuning down: with a longer budget its failed seeds succeed.",
@@ -810,13 +811,9 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
                      measured=mech.get("text", ""), setting=setting,
                      verdict={True: "supported", False: "contradicted", None: "not testable at this scale"}[ok],
                      section="why-where-dsgd-s-loss-rests-while-the-features-say-nothing"))
-    p = _cmp(ch, short, "PCGrad")
-    rows.append(dict(key="pcgrad_fails_less", source="beyond the paper",
-                     claim="PCGrad (two backward passes) fails on fewer seeds than FFT.",
-                     measured=f"PCGrad failed on {v['pcgrad_short']}. "
-                              + (comparison_sentence(p) if p is not None else ""),
-                     setting=setting, verdict=_verdict_from_test(p, "less often"),
-                     section="failure-rates-per-setting"))
+    rows.append(fails_less("pcgrad_fails_less", "beyond the paper", "PCGrad",
+                           "PCGrad (two backward passes) fails on fewer seeds than FFT.",
+                           f"PCGrad failed on {v['pcgrad_short']}. "))
     if cand is not None and len(cand):
         ran = cand[cand["method"].isin(CANDIDATES)]
         if not len(ran) or "PCGrad failed (shared seeds)" not in cand:
