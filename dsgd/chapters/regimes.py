@@ -256,9 +256,12 @@ def escape_verdict(df: pd.DataFrame, task: str, arm: str = "DSGD", short: int | 
         return {"kind": "not testable", "n": 0, "escaped": 0, "budgets": [], "short": short}
     last = longer.sort_values("steps").groupby("seed").tail(1)
     n, esc = len(last), int((~last["failed"]).sum())
-    kind = ("dead ends" if esc == 0 else "late escapes" if esc > n / 2
-            else "mostly dead ends" if esc <= n / 4 else "partly late escapes")
-    return {"kind": kind, "n": n, "escaped": esc, "short": short,
+    r = stats.rate_ci(esc, n)
+    # decided by the exact interval of the share that escaped, not by the point estimate
+    kind = ("late escapes" if r.lo > 0.5 else "dead ends" if r.hi < 0.5
+            else "mostly late escapes (not resolved)" if esc > n / 2
+            else "mostly dead ends (not resolved)" if esc < n / 2 else "not resolved")
+    return {"kind": kind, "n": n, "escaped": esc, "short": short, "rate": r,
             "budgets": sorted(int(s) for s in longer["steps"].unique())}
 
 
@@ -624,13 +627,15 @@ def headline_values(ch: Chapter) -> dict[str, Any]:
     v["escape_sentence"] = (
         f"Of the {esc['n']} seeds on which DSGD failed at {esc.get('short')} steps and that were also "
         f"run longer ({', '.join(map(str, esc['budgets']))} steps), {esc['escaped']} succeeded at the "
-        f"longest budget run for them: DSGD's failures here are {esc['kind']}."
+        f"longest budget run for them (share {stats.format_rate(esc['rate'])}): judged by that "
+        f"interval, DSGD's failures here are {esc['kind']}."
         if esc["n"] else "No seed on which DSGD failed was also run with a longer budget: "
         "whether its failures are late escapes or dead ends is not testable from this set.")
     fesc = escape_verdict(df, task, arm="FFT")
     v["fft_escape_sentence"] = (
         f"For FFT, {fesc['escaped']} of {fesc['n']} seeds that failed at {fesc.get('short')} steps "
-        f"succeeded with a longer budget ({fesc['kind']})." if fesc["n"] else
+        f"succeeded with a longer budget ({fesc['kind']}, share {stats.format_rate(fesc['rate'])})."
+        if fesc["n"] else
         "No seed on which FFT failed was also run with a longer budget.")
     ec = exit_check(df)
     v.update({f"exit_{k}": n for k, n in ec.items()})
@@ -800,9 +805,9 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
     rows.append(dict(key="dsgd_late_escape", source="beyond the paper",
                      claim="DSGD only slows fine-tuning down: with a longer budget its failed seeds succeed.",
                      measured=v["escape_sentence"], setting=setting.replace(short.split(', ')[1], "150–600 steps"),
-                     verdict={"late escapes": "supported", "dead ends": "contradicted",
-                              "mostly dead ends": "contradicted", "partly late escapes": "not resolved"}
-                     .get(esc["kind"], "not testable at this scale"),
+                     verdict=("supported" if esc["kind"] == "late escapes" else "contradicted"
+                              if esc["kind"] == "dead ends" else "not resolved" if esc["n"]
+                              else "not testable at this scale"),
                      section="budget-slower-or-stuck"))
     ok = None if mech.get("ln2") is None or mech.get("switch") is None else bool(mech["ln2"] and mech["switch"])
     rows.append(dict(key="resting_point", source="beyond the paper",
