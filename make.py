@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """One build entry point for dsgd-book.
 
-    python3 make.py book    # set up, execute every chapter (embedded defaults), render HTML
-    python3 make.py test    # smoke run of every paper profile, the above, then the whole
-                            # pytest suite (incl. browser checks)
+    python3 make.py book    # set up, smoke-run every paper profile, execute every chapter
+                            # (embedded defaults), render HTML
+    python3 make.py test    # the above (reusing what is unchanged), then the whole pytest
+                            # suite (incl. browser checks)
 
 Other stages: ``setup`` (system pieces, virtual environment, offline assets), ``execute``
 (chapters only), ``html`` (render only), ``pytest`` (tests only, on an existing build),
 ``smoke`` (every chapter under its GPU profile ``paper.yaml`` + ``smoke.yaml``, with hub
 models and data replaced offline and runs cut to a few steps: see :func:`smoke`; part of
-``test``).
+``book`` and ``test``, reused like the chapters when nothing changed).
 Only the Python standard library is used here, so a fresh machine with Python 3.10+ and
 access to the package registries is enough.
 
@@ -478,15 +479,17 @@ def stored_smoke_records(since: float) -> list[str]:
     return bad
 
 
-def smoke(only: list[str] | None = None) -> None:
+def smoke(only: list[str] | None = None, rerun: bool = False) -> None:
     """Execute every chapter (one at a time) under ``paper.yaml`` merged with ``smoke.yaml``
     and ``DSGD_SMOKE=1`` into ``_build/smoke`` (wiped first, never reused): hub models become
     tiny random ones of the same architecture, hub data the fixtures, runs stop after a few
     steps (:mod:`dsgd.smoke`). Fails on a cell error, a glue key the text cites but the
     chapter never set, a missing value in its results file, or a smoke record in a stored set."""
     t_start = time.time()
-    shutil.rmtree(SMOKE, ignore_errors=True)
-    (SMOKE / "logs").mkdir(parents=True)
+    reuse = reuse_allowed(rerun)
+    if not reuse:  # CI and --rerun start from nothing
+        shutil.rmtree(SMOKE, ignore_errors=True)
+    (SMOKE / "logs").mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
     times: dict[str, float] = {}
     for nb in execution_order(toc_notebooks()):
@@ -495,6 +498,18 @@ def smoke(only: list[str] | None = None) -> None:
         out = SMOKE / nb.relative_to(ROOT)
         out.parent.mkdir(parents=True, exist_ok=True)
         params = [a for f in profile_files(nb) for a in ("-f", str(f))]
+        # the profile files' contents belong to the key, not just their names
+        key = chapter_key(nb, params + [_sha256(f.read_bytes()) for f in profile_files(nb)])
+        stamp = _stamp_path(out)
+        if reuse and nb.stem not in EXECUTE_LAST and out.exists() and stamp.exists():
+            try:
+                same = json.loads(stamp.read_text()).get("key") == key["key"]
+            except ValueError:
+                same = False
+            if same:
+                log(f"smoke {nb.stem}: unchanged since its last smoke run, reusing {out.relative_to(ROOT)}")
+                continue
+        stamp.unlink(missing_ok=True)
         t0 = time.perf_counter()
         with stage(f"smoke {nb.stem}"):
             try:
@@ -512,6 +527,8 @@ def smoke(only: list[str] | None = None) -> None:
             problems += [f"results value {k} is missing (None/NaN/n/a)" for k in results_problems(nb.stem)]
             if problems:
                 failures[nb.stem] = "; ".join(problems)
+            else:
+                stamp.write_text(json.dumps(key, indent=1) + "\n")
     leaked = stored_smoke_records(t_start)
     if leaked:
         failures["stores"] = f"smoke records written into stored sets: {leaked[:5]}"
@@ -576,8 +593,8 @@ def main() -> None:
     try:
         if a.target in ("setup", "book", "test", "execute", "smoke"):
             setup(a.force_setup, target=a.target, install_system=not a.no_system_install)
-        if a.target in ("test", "smoke"):
-            smoke(a.only)
+        if a.target in ("book", "test", "smoke"):  # book runs it too, so that test reuses it
+            smoke(a.only, rerun=a.rerun or a.target == "smoke")
         if a.target in ("book", "test", "execute"):
             execute(a.only, rerun=a.rerun)
         if a.target in ("book", "test", "html"):
