@@ -790,8 +790,11 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
     v = headline_values(ch)
     short = v["short_setting"]
     n_seeds = int(df[(df["setting"] == short) & (df["arm"] == "FFT")]["seed"].nunique())
-    setting = (f"MiniLM-L6 on BIG-bench {ch.main_task} (800 training / 500 held-out pairs), "
-               f"{short.split(', ')[1]}, up to {n_seeds} seeds; stored runs")
+    cfg = next(r["config"] for r in ch.records if r["config"]["task"] == ch.main_task)
+    sizes = (f" ({cfg.get('train_size')} training / {cfg.get('eval_size')} held-out examples)"
+             if cfg.get("train_size") else "")
+    setting = (f"{cfg['model']} on {ch.main_task}{sizes}, {short.split(', ')[1]}, up to {n_seeds} "
+               f"seeds; {'stored runs' if ch.source == 'stored' else 'computed in this build'}")
     def fails_less(key: str, source: str, arm: str, claim: str, rates: str) -> dict[str, Any]:
         row = _cmp(ch, short, arm)
         return dict(key=key, source=source, claim=claim, setting=setting,
@@ -804,7 +807,8 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
     esc = escape_verdict(df, ch.main_task)
     rows.append(dict(key="dsgd_late_escape", source="beyond the paper",
                      claim="DSGD only slows fine-tuning down: with a longer budget its failed seeds succeed.",
-                     measured=v["escape_sentence"], setting=setting.replace(short.split(', ')[1], "150–600 steps"),
+                     measured=v["escape_sentence"],
+                     setting=setting.replace(short.split(', ')[1], "all budgets stored"),
                      verdict=("supported" if esc["kind"] == "late escapes" else "contradicted"
                               if esc["kind"] == "dead ends" else "not resolved" if esc["n"]
                               else "not testable at this scale"),
