@@ -651,7 +651,8 @@ def _holds(ok: bool | None) -> str:
     return "not testable" if ok is None else "holds" if ok else "does not hold"
 
 
-def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> dict[str, Any]:
+def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
+                       mech_all: pd.DataFrame | None = None) -> dict[str, Any]:
     """Each prediction of the resting-point argument, judged from the numbers: sentences
     under ``pred_*`` and the two booleans of the boundary signature under ``ok_*``."""
     out: dict[str, str] = {}
@@ -669,11 +670,14 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame) -> d
                           f"{_holds(ok2)}" + ("" if not have else
                           f" ({100 * d['steps all-minority']:.1f} % vs {100 * f['steps all-minority']:.1f} % "
                           f"of steps; {d['class switches']:.1f} vs {f['class switches']:.1f} switches per run)") + ".")
-    dx = mech[(mech["arm"] == "DSGD") & mech["exit_step"].notna()]
+    src = mech if mech_all is None else mech_all  # the exit check reads every budget stored
+    dx = src[(src["arm"] == "DSGD") & src["exit_step"].notna()]
     ok3 = None if not len(dx) else bool(dx["exit_after_crossing"].all())
+    budgets = ", ".join(str(int(b)) for b in sorted(src[src["arm"] == "DSGD"]["steps"].unique()))
     out["pred_exit"] = (f"DSGD leaves the plateau only after γ_t crosses γ*: {_holds(ok3)}"
-                        + (f" ({int(dx['exit_after_crossing'].sum())} of {len(dx)} exits)" if len(dx)
-                           else " (no DSGD run left the plateau)") + ".")
+                        + (f" ({int(dx['exit_after_crossing'].sum())} of {len(dx)} exits came after the "
+                           f"crossing; budgets {budgets} steps)" if len(dx)
+                           else f" (no DSGD run left the plateau; budgets {budgets} steps)") + ".")
     row = _cmp(ch, short_setting(ch), "DSGD, floor 0.75")
     if row is None:
         out["pred_floor"] = "The harm vanishes with a floor above γ*: not testable (no such runs stored yet)."
