@@ -6,9 +6,11 @@ Chapter modules may import this module and the library, never each other.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from dsgd.config import RunConfig
@@ -128,3 +130,110 @@ def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: i
         for k in ("verify_passed", "verify_runs", "verify_max_diff"):
             R.put(k, "–")
     R.put("overlap_agree", f"{agree} of {overlap}" if overlap else "none (no overlap)")
+
+
+# ------------------------------------------------------------------ "What we found" sentences
+# Every chapter closes with a few measured statements. These helpers write them from the
+# numbers with the library's statistics, so that a direction word ("more often", "higher",
+# "no different") is chosen by comparing numbers, a difference that is not significant is
+# said to be so, and a missing number never renders as "nan".
+def failure_text(failed: Sequence[bool]) -> str:
+    """``"3/10 (0.30, 95 % CI 0.07–0.65)"``: the failed runs among ``failed`` (one flag per
+    run) with their exact (Clopper–Pearson) interval; ``"no runs"`` when empty."""
+    from dsgd import stats
+
+    flags = [bool(x) for x in failed]
+    return stats.format_rate(stats.rate_ci(sum(flags), len(flags)))
+
+
+def _by_seed(x: Any) -> pd.Series:
+    s = x if isinstance(x, pd.Series) else pd.Series(dict(x))
+    return s[~s.index.duplicated(keep="first")]
+
+
+def compare_failures(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
+    """Failures of A against B on the seeds both ran (``a``, ``b``: failed flags indexed by
+    seed, a Series or a ``{seed: flag}`` mapping): ``n`` shared seeds, ``k_a``/``k_b``
+    failures there, the exact McNemar ``p``, ``direction`` ("more often", "less often",
+    "as often": A's count against B's) and ``significant`` (p < ``level``)."""
+    from dsgd import stats
+
+    a, b = _by_seed(a), _by_seed(b)
+    seeds = sorted(set(a.index) & set(b.index))
+    fa = a.loc[seeds].to_numpy(bool) if seeds else np.zeros(0, bool)
+    fb = b.loc[seeds].to_numpy(bool) if seeds else np.zeros(0, bool)
+    p = stats.mcnemar_exact(fa, fb)["p_value"] if seeds else math.nan
+    ka, kb = int(fa.sum()), int(fb.sum())
+    return {"n": len(seeds), "k_a": ka, "k_b": kb, "p": p,
+            "direction": "more often" if ka > kb else "less often" if ka < kb else "as often",
+            "significant": bool(seeds) and p < level}
+
+
+def failures_sentence(a_name: str, a: Any, b_name: str, b: Any) -> str:
+    """:func:`compare_failures` as a sentence: "On the 10 shared seeds DSGD failed more
+    often than FFT (10 vs 5; exact McNemar p = 0.0625, not significant at the 5 % level)."."""
+    from dsgd import stats
+
+    c = compare_failures(a, b)
+    if not c["n"]:
+        return f"{a_name} and {b_name} share no seed, so their failures are not compared seed by seed."
+    sig = "significant" if c["significant"] else "not significant"
+    how = f"as often as {b_name}" if c["direction"] == "as often" else f"{c['direction']} than {b_name}"
+    return (f"On the {c['n']} shared seeds {a_name} failed {how} ({c['k_a']} vs {c['k_b']}; exact McNemar "
+            f"{stats.p_text(c['p'])}, {sig} at the 5 % level).")
+
+
+def compare_values(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
+    """A's value minus B's on the seeds both ran (``a``, ``b``: indexed by seed):
+    :func:`dsgd.stats.paired_difference` (mean, t interval ``lo``/``hi``, exact Wilcoxon
+    ``p``) plus ``word``: "higher" or "lower" when the Wilcoxon test is significant at
+    ``level``, else "no different"; ``p_floor``: the smallest two-sided p-value the exact
+    test can give on ``n`` seeds (2 / 2^n; at five seeds or fewer it cannot reach 0.05);
+    ``a_constant``/``b_constant``: every run of that group ended at one value."""
+    from dsgd import stats
+
+    a, b = _by_seed(a).astype(float), _by_seed(b).astype(float)
+    seeds = sorted(s for s in set(a.index) & set(b.index) if np.isfinite(a[s]) and np.isfinite(b[s]))
+    x, y = a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float)
+    res = stats.paired_difference(x, y) if seeds else {"n": 0, "mean": math.nan, "lo": math.nan,
+                                                         "hi": math.nan, "p_value": math.nan}
+    n = int(res["n"])
+    sig = n >= 2 and res["p_value"] < level
+    word = ("higher" if res["mean"] > 0 else "lower") if sig else "no different"
+    return {**res, "n": n, "p": res["p_value"], "word": word, "significant": bool(sig),
+            "p_floor": 2 * 0.5 ** n if n else math.nan,
+            "a_mean": float(x.mean()) if n else math.nan, "b_mean": float(y.mean()) if n else math.nan,
+            "a_constant": bool(n) and stats.is_constant(x), "b_constant": bool(n) and stats.is_constant(y)}
+
+
+def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy", scale: float = 100.0,
+                    digits: int = 1, unit: str = " points") -> str:
+    """:func:`compare_values` as a sentence, every number formatted (never "nan"):
+    "DSGD's accuracy was lower than FFT's: -12.6 points on average over the 10 shared seeds
+    (95 % CI -21.4 to -3.8; Wilcoxon p = 0.0156, significant at the 5 % level)."."""
+    from dsgd import stats
+
+    c = compare_values(a, b)
+    if not c["n"]:
+        return f"{a_name} and {b_name} share no seed, so their {what} is not compared seed by seed."
+
+    def f(v: float) -> str:
+        return f"{scale * v:+.{digits}f}"
+
+    how = {"higher": f"higher than {b_name}'s", "lower": f"lower than {b_name}'s",
+           "no different": f"no different from {b_name}'s"}[c["word"]]
+    seeds = "one shared seed" if c["n"] == 1 else f"the {c['n']} shared seeds"
+    if c["n"] < 2:
+        interval = "one seed: no interval and no test"
+    elif c["lo"] == c["hi"] == 0:
+        interval = "identical on every seed: nothing to test"
+    elif c["lo"] == c["hi"]:
+        interval = f"the same difference on every seed; Wilcoxon {stats.p_text(c['p'])}"
+    else:
+        interval = f"95 % CI {f(c['lo'])} to {f(c['hi'])}; Wilcoxon {stats.p_text(c['p'])}"
+    if c["n"] >= 2 and not c["lo"] == c["hi"] == 0:
+        interval += ", significant at the 5 % level" if c["significant"] else ", not significant"
+        if not c["significant"] and c["p_floor"] >= 0.05:
+            interval += (f"; with {c['n']} seeds the exact test cannot go below "
+                         f"{stats.p_text(c['p_floor'])}")
+    return f"{a_name}'s {what} was {how}: {f(c['mean'])}{unit} on average over {seeds} ({interval})."

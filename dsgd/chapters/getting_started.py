@@ -135,3 +135,79 @@ def schedule_widget():
 
     return widgets.interact(show, name=widgets.Dropdown(options=list(SCHEDULE_NAMES), value="linear"),
                             tau=widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05))
+
+
+# ------------------------------------------------------------------ what we found
+def _flags(records: Sequence[dict[str, Any]], method: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(failed, accuracy, balanced accuracy) of one method's runs, indexed by seed."""
+    from dsgd.diagnostics import failure_kind
+
+    rs = [r for r in records if r["config"]["method"] == method]
+    idx = [r["config"]["seed"] for r in rs]
+    return (pd.Series([failure_kind(r.get("verdict")) is not None for r in rs], index=idx, dtype=bool),
+            pd.Series([r["metrics"]["accuracy"] for r in rs], index=idx, dtype=float),
+            pd.Series([r["metrics"]["balanced_accuracy"] for r in rs], index=idx, dtype=float))
+
+
+def weight_shares(records: Sequence[dict[str, Any]], part: float = 0.1) -> dict[str, tuple[float, float, float]]:
+    """Over the DSGD runs, the mean (with a t interval over runs) of the share of the
+    update's weight carried by correctly classified examples (``early``: the first
+    ``part`` of each run's steps, ``late``: the last ``part``) and of the share of the
+    batch classified correctly in the late part (``late_correct``)."""
+    from dsgd.stats import mean_ci
+
+    early, late, late_acc = [], [], []
+    for r in records:
+        h = r.get("history") or {}
+        w = np.asarray(h.get("correct_weight_share") or [], dtype=float)
+        if r["config"]["method"] != "dsgd" or not w.size:
+            continue
+        k = max(1, int(round(part * w.size)))
+        acc = np.asarray(h["correct_share"], dtype=float)
+        early.append(float(w[:k].mean()))
+        late.append(float(w[-k:].mean()))
+        late_acc.append(float(acc[-k:].mean()))
+    def share_ci(x: list[float]) -> tuple[float, float, float]:  # a mean share lies in [0, 1]
+        m, lo, hi = mean_ci(x)
+        return m, max(0.0, lo), min(1.0, hi)
+
+    return {"early": share_ci(early), "late": share_ci(late), "late_correct": share_ci(late_acc),
+            "n": len(early)}
+
+
+def what_we_found(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The closing bullets, computed from this page's runs: failures of plain training and
+    DSGD with exact intervals and the exact McNemar test; their accuracy and balanced
+    accuracy compared seed by seed (paired t interval, Wilcoxon); and how DSGD's weight on
+    the correctly classified examples changed over training."""
+    from dsgd.chapters._common import failure_text, failures_sentence, values_sentence
+
+    methods = {r["config"]["method"] for r in records}
+    if not {"fft", "dsgd"} <= methods:
+        missing = "the plain run (fft)" if "fft" not in methods else "DSGD (dsgd)"
+        text = f"not measured: this profile does not run {missing}."
+        return {k: text for k in ("wwf_failures", "wwf_accuracy", "wwf_balanced", "wwf_weight")}
+    f_fail, f_acc, f_bal = _flags(records, "fft")
+    d_fail, d_acc, d_bal = _flags(records, "dsgd")
+    majority = float(np.mean([r["majority_rate"] for r in records]))
+    out = {"wwf_failures": (f"Failed runs (no better than always predicting the majority class): plain training "
+                            f"{failure_text(f_fail)}, DSGD {failure_text(d_fail)}. "
+                            + failures_sentence("DSGD", d_fail, "plain training", f_fail))}
+    out["wwf_accuracy"] = (f"Accuracy: plain training {100 * f_acc.mean():.1f} %, DSGD {100 * d_acc.mean():.1f} % "
+                           f"(the majority class alone scores {100 * majority:.1f} %). "
+                           + values_sentence("DSGD", d_acc, "plain training", f_acc))
+    out["wwf_balanced"] = (f"Balanced accuracy (the mean of the two classes' recalls, 50 % for a one-class "
+                           f"model): plain training {100 * f_bal.mean():.1f} %, DSGD {100 * d_bal.mean():.1f} %. "
+                           + values_sentence("DSGD", d_bal, "plain training", f_bal, what="balanced accuracy"))
+    w = weight_shares(records)
+    if w["n"] >= 2:
+        (e, elo, ehi), (l, llo, lhi), (a, _, _) = w["early"], w["late"], w["late_correct"]
+        move = "rose" if llo > ehi else "fell" if lhi < elo else "did not change clearly"
+        out["wwf_weight"] = (f"Inside the {w['n']} DSGD runs, the correctly classified examples carried "
+                             f"{100 * e:.0f} % of the update's weight in the first tenth of training (95 % CI "
+                             f"{100 * elo:.0f}–{100 * ehi:.0f} % over runs) and {100 * l:.0f} % in the last tenth "
+                             f"(CI {100 * llo:.0f}–{100 * lhi:.0f} %), when they were {100 * a:.0f} % of the "
+                             f"batch: their weight {move} as γ_t rose.")
+    else:
+        out["wwf_weight"] = "Fewer than two DSGD runs with a history: the weight over training is not summarised."
+    return out
