@@ -109,3 +109,52 @@ def test_getting_started_summary_without_both_methods():
     v = gs.what_we_found([_gs_rec("dsgd", 0, 0.9, 0.7)])
     assert set(v) == {"wwf_failures", "wwf_accuracy", "wwf_balanced", "wwf_weight"}
     assert all(t.startswith("not measured") for t in v.values())
+
+
+# ------------------------------------------------------------------ theory
+def _theory_values(**kw):
+    v = {"l42_lp_thetas": 5, "l42_lp_rate_K2": 0.0, "l42_lp_rate_K3": 1.0, "l42_lp_rate_K4": 0.6,
+         "l42_sep_rate": 0.0, "l42_sep_tried": 5,
+         "l43_errors_end": 1, "l43_grad_start": 0.5, "l43_grad_end": 1e-4, "l43_L_errors_end": 0,
+         "t45_ratio_min": 638.2, "t45_pairs": 100, "t45_eta_lo": 0.05, "t45_eta_hi": 0.5,
+         "t45_word_sgd_lo": "smaller", "t45_diff_sgd_lo": -0.02, "t45_diff_sgd_lo_ci": "[-0.0227, -0.0172]",
+         "t45_word_sgd_hi": "not distinguishable", "t45_diff_sgd_hi": 0.001, "t45_diff_sgd_hi_ci": "[-0.0010, +0.0030]",
+         "t46_verdict": "holds for one step ...", "t46_dec_fixed_min": 1.0, "t46_runs_all_t_max": 0.0,
+         "gc_n_wrong": 8, "gc_tau1_errors_end": 5, "gc_tau1_max_dist": 1.5, "gc_tau1_final_dist": 0.02,
+         "col_opt_test_acc": 0.9, "col_majority": 0.9, "col_opt_classes": 1, "col_gd_max_dist": 1e-15,
+         "col_probs": "0.9 / 0.1", "col_dsgd05_bacc": 0.502}
+    v.update(kw)
+    return v
+
+
+def test_theory_summary_by_hand():
+    from dsgd.chapters import theory as th
+
+    summ = {"A": {"n_all": 20, "dec_reevaluated_if_all": 0.5}, "B": {"n_all": 30, "dec_reevaluated_if_all": 0.9},
+            "C": {"n_all": 3, "dec_reevaluated_if_all": 0.0}}  # C has too few qualifying steps to be quoted
+    v = th.what_we_found(_theory_values(), summ, min_qualifying=20, n_test=100)
+    # 0/5: [0, 1 - 0.025^(1/5)] = [0, 0.52]; 5/5: [0.025^(1/5), 1] = [0.48, 1]
+    assert v["wwf_l42"].startswith("Holds under the paper's assumption")
+    assert "0/5 (0.00, 95 % CI 0.00–0.52) random parameters with errors" in v["wwf_l42"]
+    assert "fails beyond two classes" in v["wwf_l42"] and "5/5 (1.00, 95 % CI 0.48–1.00) with three" in v["wwf_l42"]
+    assert v["wwf_l43"].startswith("Holds: gradient descent on L_C kept 1 of 3 points")
+    assert "lower than SGD's at η = 0.05" in v["wwf_t45"] and "no different from SGD's at η = 0.5" in v["wwf_t45"]
+    assert "factor of at least 638" in v["wwf_t45"]
+    # the worst setting with >= 20 qualifying steps is A: 10/20, Clopper-Pearson [0.27, 0.73]
+    assert "10/20 (0.50, 95 % CI 0.27–0.73)" in v["wwf_t46"] and "setting A" in v["wwf_t46"]
+    assert v["wwf_t46"].startswith("Holds for the batch's L_W") and "in no run did all hypotheses" in v["wwf_t46"]
+    assert "with 5 training errors, fewer than the 8" in v["wwf_gc"]
+    # 90/100 correct on fresh draws: Clopper-Pearson [0.824, 0.951], equal to the majority share
+    assert "0.900 (95 % CI 0.824–0.951), is no better than the majority share 0.900" in v["wwf_col"]
+    assert "collapse is the optimum, not a trap" in v["wwf_col"]
+
+
+def test_theory_summary_when_a_part_is_missing():
+    from dsgd.chapters import theory as th
+
+    v = th.what_we_found(_theory_values(l42_sep_rate=0.2, gc_tau1_errors_end=9, col_opt_classes=2),
+                         {"A": {"n_all": 5, "dec_reevaluated_if_all": 0.5}}, min_qualifying=20, n_test=100)
+    assert v["wwf_l42"].startswith("Fails under the paper's assumption") and "1/5" in v["wwf_l42"]
+    assert v["wwf_t46"].startswith("No setting had 20 or more steps")
+    assert "more than the 8" in v["wwf_gc"] and "predicts 2 classes" in v["wwf_col"]
+    assert all("nan" not in s for s in v.values())
