@@ -2,7 +2,9 @@
 
 Imbalance (training set only; the evaluation set stays balanced), for ``C`` classes,
 ``n_max`` images in the largest class and imbalance ratio ``rho = n_max / n_min >= 1``
-(Cao et al. write the *factor* ``mu = 1 / rho``):
+(Cao et al. define this same ratio; their reference code takes the *factor*
+``imb_factor = 1 / rho``, and their ``mu`` is the share of reduced classes in step
+imbalance, 1/2 there and here):
 
 * long-tailed ("lt", exponential decay): class ``i`` keeps
   ``n_i = int(n_max * (1 / rho) ** (i / (C - 1)))`` images, ``i = 0 .. C-1``;
