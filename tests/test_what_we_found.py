@@ -158,3 +158,26 @@ def test_theory_summary_when_a_part_is_missing():
     assert v["wwf_t46"].startswith("No setting had 20 or more steps")
     assert "more than the 8" in v["wwf_gc"] and "predicts 2 classes" in v["wwf_col"]
     assert all("nan" not in s for s in v.values())
+
+
+# ------------------------------------------------------------------ phenomenon: balanced accuracy beside accuracy
+def test_phenomenon_outcome_summary_has_balanced_accuracy():
+    from dsgd.chapters import phenomenon as ph
+
+    def rec(method, seed, acc, bal, verdict):
+        return {"run_id": f"{method}-{seed}", "status": "ok", "verdict": verdict, "majority_rate": 0.6,
+                "config": {"method": method, "seed": seed},
+                "metrics": {"accuracy": acc, "balanced_accuracy": bal}, "timings": {}}
+
+    # FFT: one collapsed run (accuracy = the majority share 0.6, balanced accuracy 0.5) and two good ones
+    recs = [rec("fft", 0, 0.6, 0.5, "collapsed"), rec("fft", 1, 0.9, 0.8, "success"),
+            rec("fft", 2, 0.9, 0.9, "success"), rec("dsgd", 0, 0.6, 0.5, "collapsed")]
+    s = ph.outcome_summary(ph.outcome_frame(recs), order=["FFT", "DSGD"])
+    assert s.loc["FFT", "mean"] == pytest.approx(0.8) and s.loc["FFT", "bal_mean"] == pytest.approx(0.7333, abs=1e-4)
+    assert s.loc["FFT", "bal_std"] == pytest.approx(math.sqrt(((0.5 - 0.7333) ** 2 + (0.8 - 0.7333) ** 2
+                                                              + (0.9 - 0.7333) ** 2) / 2), abs=1e-4)
+    assert s.loc["DSGD", "bal_mean"] == 0.5 and math.isnan(s.loc["DSGD", "bal_std"])  # one run: no spread
+    cols = list(s.columns)
+    assert cols.index("bal_mean") == cols.index("std") + 1  # beside the accuracy
+    old = ph.outcome_frame([{**recs[0], "metrics": {"accuracy": 0.6}}])  # a record without the metric
+    assert math.isnan(ph.outcome_summary(old).loc["FFT", "bal_mean"])

@@ -117,7 +117,9 @@ def arm_configs(base: RunConfig, seeds: Sequence[int], arms: Sequence[str] = ("F
 
 # =========================================================================== outcomes
 def outcome_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per finished run: ``arm, method, seed, accuracy, verdict, success,
+    """One row per finished run: ``arm, method, seed, accuracy, balanced_accuracy`` (the mean
+    of the classes' recalls: 0.5 for a two-class run that predicts one class, whatever the
+    imbalance), ``verdict, success,
     majority_rate, pred_share_<k>`` (share of eval predictions per class), ``lr``,
     ``epochs``, ``steps``, ``s_per_step``, ``run_id``. Error records are skipped."""
     rows = []
@@ -128,7 +130,8 @@ def outcome_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         m = r.get("metrics") or {}
         row = {
             "arm": arm_label(cfg), "method": cfg["method"], "seed": int(cfg["seed"]),
-            "accuracy": m.get("accuracy", math.nan), "verdict": r.get("verdict"),
+            "accuracy": m.get("accuracy", math.nan),
+            "balanced_accuracy": m.get("balanced_accuracy", math.nan), "verdict": r.get("verdict"),
             "success": _is_success(r.get("verdict")),
             "majority_rate": r.get("majority_rate", math.nan),
             "lr": cfg.get("lr"), "epochs": cfg.get("epochs"),
@@ -142,6 +145,7 @@ def outcome_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if len(df):
         df["accuracy"] = pd.to_numeric(df["accuracy"], errors="coerce")
+        df["balanced_accuracy"] = pd.to_numeric(df["balanced_accuracy"], errors="coerce")
         df = df.sort_values(["arm", "seed"], kind="stable").reset_index(drop=True)
     return df
 
@@ -153,8 +157,11 @@ def _sample_std(v: np.ndarray) -> float:
 def outcome_summary(df: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
     """Per arm: ``runs``, ``success``, ``not_success`` and the count of each failure kind
     (collapsed, failed, degenerate, diverged), ``failure_share``, accuracy ``mean`` and
-    sample ``std`` (ddof=1) over all its seeds, and the ``mean_success`` of its successful
-    runs only. ``order`` fixes the row order (arms not listed follow)."""
+    sample ``std`` (ddof=1) over all its seeds, the same of the balanced accuracy beside them
+    (``bal_mean``, ``bal_std``: on an imbalanced task a run that predicts the majority class
+    scores the majority share in accuracy but 0.5 in balanced accuracy), and the
+    ``mean_success`` of its successful runs only. ``order`` fixes the row order (arms not
+    listed follow)."""
     arms = list(dict.fromkeys(df["arm"])) if len(df) else []
     if order is not None:
         arms = [a for a in order if a in arms] + [a for a in arms if a not in order]
@@ -170,6 +177,10 @@ def outcome_summary(df: pd.DataFrame, order: Sequence[str] | None = None) -> pd.
         row["failure_share"] = row["not_success"] / len(sub) if len(sub) else math.nan
         row["mean"] = float(acc.mean()) if acc.size else math.nan
         row["std"] = _sample_std(acc)
+        bal = (sub["balanced_accuracy"].dropna().to_numpy(dtype=float) if "balanced_accuracy" in sub
+               else np.zeros(0))
+        row["bal_mean"] = float(bal.mean()) if bal.size else math.nan
+        row["bal_std"] = _sample_std(bal)
         row["mean_success"] = float(ok.mean()) if ok.size else math.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm") if rows else pd.DataFrame()
