@@ -115,6 +115,14 @@ def _collate(examples: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any
     return collate(examples, pad_token_id=pad_token_id)
 
 
+def split_labels(rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """The integer labels of a split, in order; read from ``rows.labels`` when the split
+    keeps them (image sets: 10,000 test images are not preprocessed just to read labels)."""
+    if hasattr(rows, "labels"):
+        return np.asarray(rows.labels, dtype=np.int64)
+    return np.array([int(r["labels"]) for r in rows])
+
+
 def check_labels(data: Any) -> None:
     """``ValueError`` unless every train/eval label is an integer in ``[0, num_labels)``."""
     k = int(data.num_labels)
@@ -122,7 +130,7 @@ def check_labels(data: Any) -> None:
         rows = getattr(data, split)
         if not rows:
             raise ValueError(f"task {data.name!r} has an empty {split} split")
-        ys = np.array([int(r["labels"]) for r in rows])
+        ys = split_labels(rows)
         if ys.min() < 0 or ys.max() >= k:
             raise ValueError(f"{split} labels of task {data.name!r} must lie in [0, {k}) "
                              f"(num_labels={k}), got values in [{ys.min()}, {ys.max()}]")
@@ -372,7 +380,7 @@ def train_run(cfg: RunConfig | dict[str, Any], *, model: torch.nn.Module | None 
     per_epoch: list[dict[str, Any]] = []
     status, diverged_at, stopped = "ok", None, False
     train_s = eval_s = probe_s = 0.0
-    eval_labels = np.array([int(r["labels"]) for r in data.eval])
+    eval_labels = split_labels(data.eval)
     last_eval: tuple[np.ndarray, dict[str, float]] | None = None
 
     def evaluate() -> tuple[np.ndarray, dict[str, float]]:

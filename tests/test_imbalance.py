@@ -126,3 +126,96 @@ def test_digits_fallback_is_balanced_on_eval():
     td = load_task("fashion_mnist_lt", source="digits", n_max=100, imbalance_ratio=10)
     assert td.info["train_class_counts"][0] == 100 and td.info["train_class_counts"][-1] == 10
     assert len(set(np.bincount(td.eval_labels))) == 1
+
+
+@needs_fashion
+def test_fashion_mnist_full_test_set_by_size():
+    """eval_size=FULL_TEST_SIZE (10000) is every Fashion-MNIST test image, 1,000 per class,
+    whatever the imbalance and split seed; it is the real test split, not a resample."""
+    from dsgd.data.vision import FULL_TEST_SIZE, load_fashion_mnist
+
+    _, _, x_test, y_test = load_fashion_mnist()
+    assert len(y_test) == FULL_TEST_SIZE and np.bincount(y_test).tolist() == [1000] * 10
+    for task, seed in (("fashion_mnist_lt", 0), ("fashion_mnist_step", 3)):
+        td = load_task(task, imbalance_ratio=2.0, n_max=150, eval_size=FULL_TEST_SIZE, split_seed=seed)
+        assert len(td.eval) == 10000
+        assert np.bincount(td.eval_labels).tolist() == [1000] * 10
+        assert td.info["eval_class_counts"] == [1000] * 10 and td.info["eval_full_split"]
+        ids = np.asarray(td.info["eval_ids"])
+        assert sorted(ids.tolist()) == list(range(10000))  # each test image exactly once
+        assert np.array_equal(td.eval.images, x_test[ids]) and np.array_equal(td.eval_labels, y_test[ids])
+    # a smaller size stays a balanced strict subset
+    small = load_task("fashion_mnist_lt", n_max=150, eval_size=500)
+    assert np.bincount(small.eval_labels).tolist() == [50] * 10 and not small.info["eval_full_split"]
+
+
+@needs_fashion
+@pytest.mark.parametrize("size, match", [(20000, "2,000 test images per class"), (10005, "not a multiple"),
+                                         (5, "whole number >= the 10 classes")])
+def test_fashion_mnist_impossible_eval_size_is_a_clear_error(size, match):
+    with pytest.raises(ValueError, match=match) as e:
+        load_task("fashion_mnist_lt", n_max=150, eval_size=size)
+    assert "the test split has 10,000 images" in str(e.value) and "eval_size=10000" in str(e.value)
+
+
+def test_eval_per_class_and_binomial_se():
+    from dsgd.data.vision import binomial_se, eval_per_class
+
+    y = np.repeat(np.arange(3), [4, 5, 6])
+    assert eval_per_class(y, None, 3) is None and eval_per_class(y, 12, 3) == 4
+    with pytest.raises(ValueError, match="eval_size=12 is the largest balanced subset$"):
+        eval_per_class(y, 15, 3)  # unbalanced split: 12 is not the whole split
+    assert binomial_se(0.5, 10000) == pytest.approx(0.005)
+    assert binomial_se(0.5, 500) == pytest.approx(0.02236, abs=1e-5)
+    with pytest.raises(ValueError):
+        binomial_se(1.2, 10)
+
+
+def test_split_labels_reads_image_labels_without_preprocessing():
+    """The engine reads an image split's labels from ``.labels`` (no 10,000 resizes) and
+    gets the same array as iterating the rows."""
+    from dsgd.data.vision import ImageFeatures, ImagePreprocessor
+    from dsgd.engine import split_labels
+
+    x, y = synthetic_images(3, 4, seed=1)
+    feats = ImageFeatures(x, y, ImagePreprocessor(size=8))
+    got = split_labels(feats)
+    assert got.dtype == np.int64 and np.array_equal(got, [int(r["labels"]) for r in feats])
+    assert split_labels([{"labels": 2}, {"labels": 0}]).tolist() == [2, 0]
+
+
+def test_digits_eval_size_lowered_with_a_warning_only_when_asked():
+    import warnings
+
+    with pytest.warns(UserWarning, match="eval_size lowered to 440"):
+        td = load_task("fashion_mnist_lt", source="digits", n_max=100, imbalance_ratio=10, eval_size=10000)
+    assert len(td.eval) == 440
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_task("fashion_mnist_lt", source="digits", n_max=100, imbalance_ratio=10,
+                             eval_size=440).eval) == 440
+
+
+def test_full_test_set_sweep_files():
+    """results/vision/sweep_table2.yaml (Table 2's four settings x 10 seeds x FFT, the
+    baselines and DSGD; FFT/DSGD first) and results/vision/search.yaml (FFT only, 3 seeds
+    per candidate) expand as their headers say, on the full test set, into new stores."""
+    from pathlib import Path
+
+    from dsgd.sweep import configs_from_params, load_params
+
+    root = Path(__file__).resolve().parents[1] / "results" / "vision"
+    table = load_params(root / "sweep_table2.yaml")
+    cfgs = configs_from_params(table)
+    assert len(cfgs) == 240 and table["store"] == "results/vision_full"
+    settings = {(c.task, c.task_kwargs["imbalance_ratio"]) for c in cfgs}
+    assert settings == {(f"fashion_mnist_{k}", r) for k in ("lt", "step") for r in (100.0, 2.0)}
+    assert {c.method for c in cfgs} == {"fft", "focal", "lnsr", "noisytune", "pcgrad", "dsgd"}
+    assert {c.seed for c in cfgs} == set(range(42, 133, 10))
+    assert {c.method for c in cfgs[:80]} == {"fft", "dsgd"} and cfgs[0].task_kwargs["imbalance_ratio"] == 100.0
+    assert all(c.eval_size == 10000 and not c.eval_each_epoch for c in cfgs)
+    search = load_params(root / "search.yaml")
+    s = configs_from_params(search)
+    assert len(s) == 30 and search["store"] == "results/vision_search"
+    assert {c.method for c in s} == {"fft", "fft-nobc"} and {c.seed for c in s} == {42, 52, 62}
+    assert all(c.eval_size == (440 if c.task_kwargs.get("source") == "digits" else 10000) for c in s)

@@ -33,6 +33,20 @@ paper's appendix figure captions, "Long-tailed 0.5", use that factor). Only ``in
 truncation reproduces all four long-tailed sizes (``round()`` gives 12,408 and 10,899).
 :func:`paper_table5_setting` states this mapping in code.
 
+Evaluation set (``eval_size``): a balanced random subset of the test split with
+``eval_size / C`` images of every class (drawn with ``RandomState(split_seed + 1)``),
+so ``eval_size`` must be a multiple of ``C`` and at most ``C`` times the smallest test
+class; anything else is a ``ValueError`` naming the test split's size, never a silently
+smaller set (the one exception: scikit-learn's digits, 450 test images, lowers an
+``eval_size`` above its largest balanced subset, 440, to 440, with a warning when the
+size was asked for). ``eval_size=None`` is 1,000 images for Fashion-MNIST (a CPU-sized
+default) and the whole test split for CIFAR. The whole Fashion-MNIST test split is
+``eval_size=10000`` (:data:`FULL_TEST_SIZE`): it holds 1,000 images of each class, so
+the balanced subset of that size is every test image (in class order); the same holds
+for CIFAR-10/100 (10,000 test images, 1,000 / 100 per class). One run's binomial
+sampling noise on ``n`` images, ``sqrt(p (1 - p) / n)``, is at most 2.2 accuracy
+points at ``n = 500`` and 0.5 at ``n = 10,000`` (:func:`binomial_se`).
+
 Tasks: ``fashion_mnist_lt`` / ``fashion_mnist_step`` (offline, Debian's Fashion-MNIST, or
 scikit-learn's digits with ``source="digits"``) and ``cifar10`` / ``cifar100`` (Hub, or
 synthetic CIFAR-shaped arrays with ``source="synthetic"`` for tests and smoke runs).
@@ -102,7 +116,8 @@ def balanced_indices(labels: Sequence[int], per_class: int | None, *, seed: int 
     for c in np.unique(y):
         idx = np.where(y == c)[0]
         if per_class > len(idx):
-            raise ValueError(f"class {c} has {len(idx)} evaluation images, {per_class} asked for")
+            raise ValueError(f"class {c} has {len(idx)} evaluation images, {per_class} asked for "
+                             f"(the split has {len(y):,} images, {np.bincount(y).tolist()} per class)")
         rng.shuffle(idx)
         out.append(np.sort(idx[:per_class]))
     return np.concatenate(out)
@@ -201,6 +216,38 @@ def _preprocessor(processor: Any, image_size: int | None, channels: int | None =
     return p
 
 
+FULL_TEST_SIZE = 10000  # test images of Fashion-MNIST, CIFAR-10 and CIFAR-100 (balanced)
+
+
+def eval_per_class(y_eval: np.ndarray, eval_size: int | None, num_classes: int) -> int | None:
+    """Images per class of the balanced evaluation subset of ``eval_size`` test images
+    (None: the whole split). ``ValueError`` for a size no balanced subset has: fewer than
+    one image per class, not a multiple of the classes, or more than the split holds."""
+    if eval_size is None:
+        return None
+    counts = np.bincount(np.asarray(y_eval, dtype=np.int64), minlength=num_classes)
+    n, C = int(counts.sum()), num_classes
+    whole = (f"the test split has {n:,} images ({int(counts.min()):,} in its smallest class); "
+             f"eval_size={C * int(counts.min())} is the largest balanced subset"
+             + (" and the whole split" if counts.min() == counts.max() else ""))
+    if int(eval_size) != eval_size or eval_size < C:
+        raise ValueError(f"eval_size={eval_size} must be a whole number >= the {C} classes; {whole}")
+    if eval_size % C:
+        raise ValueError(f"eval_size={eval_size} is not a multiple of the {C} classes, so no balanced "
+                         f"subset has that size (eval_size={C * (int(eval_size) // C)} would); {whole}")
+    if eval_size // C > counts.min():
+        raise ValueError(f"eval_size={eval_size} asks for {int(eval_size) // C:,} test images per class; {whole}")
+    return int(eval_size) // C
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of one run's accuracy measured on ``n`` independent test images,
+    ``sqrt(p (1 - p) / n)``: the sampling noise a seed spread has to exceed to mean anything."""
+    if n < 1 or not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"need n >= 1 and an accuracy in [0, 1], got n={n}, accuracy={accuracy}")
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / n))
+
+
 def make_image_task(name: str, x_train: np.ndarray, y_train: np.ndarray, x_eval: np.ndarray,
                     y_eval: np.ndarray, label_names: list[str], processor: Any, *,
                     imbalance: str | None, ratio: float, n_max: float | None, eval_size: int | None,
@@ -213,14 +260,13 @@ def make_image_task(name: str, x_train: np.ndarray, y_train: np.ndarray, x_eval:
     else:
         tr = imbalanced_indices(y_train, imbalance, ratio, n_max=n_max, seed=split_seed)
         counts = np.bincount(y_train[tr], minlength=C).tolist()
-    per_class = None if eval_size is None else eval_size // C
-    if per_class == 0:
-        raise ValueError(f"eval_size={eval_size} is smaller than the {C} classes")
+    per_class = eval_per_class(y_eval, eval_size, C)
     ev = balanced_indices(y_eval, per_class, seed=split_seed + 1)
     pre = _preprocessor(processor, image_size)
     info = {"source": source, "imbalance": imbalance, "ratio": ratio, "n_max": n_max,
             "split_seed": split_seed, "train_class_counts": counts, "train_ids": tr.tolist(),
-            "eval_ids": ev.tolist(), "image_size": pre.size, "preprocessor": asdict(pre)}
+            "eval_ids": ev.tolist(), "eval_class_counts": np.bincount(y_eval[ev], minlength=C).tolist(),
+            "eval_full_split": len(ev) == len(y_eval), "image_size": pre.size, "preprocessor": asdict(pre)}
     return TaskData(name=name, num_labels=C, train=ImageFeatures(x_train[tr], y_train[tr], pre),
                     eval=ImageFeatures(x_eval[ev], y_eval[ev], pre), label_names=label_names,
                     kind="image", info=info)
@@ -293,7 +339,7 @@ def _fashion_task(kind: str):
                source: str = "fashion_mnist", train_size: int | None = None,
                max_length: int | None = None, **kw: Any) -> TaskData:
         _no_train_size(name, train_size, kw)
-        eval_size = 1000 if eval_size is None else eval_size
+        asked, eval_size = eval_size, 1000 if eval_size is None else eval_size
         if source == "fashion_mnist":
             xtr, ytr, xte, yte = load_fashion_mnist()
             labels = FASHION_MNIST_CLASSES
@@ -306,6 +352,10 @@ def _fashion_task(kind: str):
             smallest = int(np.bincount(yte).min())
             if eval_size // 10 > smallest:
                 eval_size = 10 * smallest  # keep the evaluation set balanced
+                if asked is not None:
+                    warnings.warn(f"digits: eval_size lowered to {eval_size}, its largest balanced "
+                                  f"subset ({len(yte)} test images, {smallest} in the smallest class)",
+                                  stacklevel=2)
         else:
             raise ValueError(f"source must be 'fashion_mnist' or 'digits', got {source!r}")
         return make_image_task(name, xtr, ytr, xte, yte, labels, processor, imbalance=kind,
@@ -316,8 +366,9 @@ def _fashion_task(kind: str):
     loader.__doc__ = (
         f"Fashion-MNIST with {'long-tailed' if kind == 'lt' else 'step'} imbalance on the training "
         "set (default rho = 100, n_max = 500: a CPU-sized set; n_max=None: 6,000 as in Cao et al.), "
-        "balanced evaluation subset of eval_size test images (default/None: 1,000; 10000: all). Images are resized to the preprocessor's size "
-        "(default 32) with 3 channels.")
+        "balanced evaluation subset of eval_size test images (default/None: 1,000; 10000 = FULL_TEST_SIZE: "
+        "the whole test split, 1,000 per class; sizes no balanced subset has raise ValueError). "
+        "Images are resized to the preprocessor's size (default 32) with 3 channels.")
     register_task(name)(loader)
     return loader
 
