@@ -54,6 +54,14 @@ def arm_label(cfg: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def task_label(cfg: dict[str, Any]) -> str:
+    """The task as the chapter names it: "epistemic_reasoning", or "epistemic_reasoning
+    (class-balanced)" for a run with ``task_kwargs={"class_balance": ...}``
+    (:mod:`dsgd.data.balance`), which is a different setting with its own majority share."""
+    tk = cfg.get("task_kwargs") or {}
+    return f"{cfg['task']} (class-balanced)" if tk.get("class_balance") else str(cfg["task"])
+
+
 def optimiser_label(cfg: dict[str, Any]) -> str:
     """"AdamW" (with bias correction) or "Adam w/o bias corr." (fft-nobc or the switch)."""
     nobc = cfg.get("method") == "fft-nobc" or cfg.get("adam_bias_correction") is False
@@ -91,7 +99,7 @@ def run_frame(records: Iterable[dict[str, Any]], majority_share: dict[str, float
         maj = float(r.get("majority_rate", m.get("majority_rate", math.nan)))
         kind = failure_kind(r.get("verdict"))
         row = {
-            "task": cfg["task"], "optimiser": optimiser_label(cfg), "steps": steps,
+            "task": task_label(cfg), "optimiser": optimiser_label(cfg), "steps": steps,
             "lr": float(cfg.get("lr", math.nan)),
             "arm": arm_label(cfg), "seed": int(cfg["seed"]), "accuracy": acc,
             "balanced_accuracy": float(m.get("balanced_accuracy", math.nan)),
@@ -101,8 +109,8 @@ def run_frame(records: Iterable[dict[str, Any]], majority_share: dict[str, float
             "run_id": r["run_id"],
         }
         row["setting"] = setting_label(row["task"], row["optimiser"], steps, row["lr"])
-        if majority_share and cfg["task"] in majority_share:
-            ex = record_exit(r, majority_share[cfg["task"]])
+        if majority_share and row["task"] in majority_share:
+            ex = record_exit(r, majority_share[row["task"]])
             row["exit_step"] = ex.step if ex else math.nan
             row["exited"] = bool(ex.observed) if ex else False
         rows.append(row)
@@ -573,7 +581,7 @@ class Chapter:
         self.stored_description = C.describe_stored(self.store, stored, P["stored_set"])
         self.pi = {}
         for r in self.records:
-            t = r["config"]["task"]
+            t = task_label(r["config"])
             if t not in self.pi:
                 self.pi[t] = train_majority_share(r["config"])
         self.df = run_frame(self.records, self.pi)
@@ -794,7 +802,7 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
     v = headline_values(ch)
     short = v["short_setting"]
     n_seeds = int(df[(df["setting"] == short) & (df["arm"] == "FFT")]["seed"].nunique())
-    cfg = next(r["config"] for r in ch.records if r["config"]["task"] == ch.main_task)
+    cfg = next(r["config"] for r in ch.records if task_label(r["config"]) == ch.main_task)
     sizes = (f" ({cfg.get('train_size')} training / {cfg.get('eval_size')} held-out examples)"
              if cfg.get("train_size") else "")
     setting = (f"{cfg['model']} on {ch.main_task}{sizes}, {short.split(', ')[1]}, up to {n_seeds} "

@@ -85,14 +85,21 @@ def register_task(name: str) -> Callable[[Callable[..., TaskData]], Callable[...
 def load_task(name: str, tokenizer: Any = None, **kw: Any) -> TaskData:
     """Load a task by name: a registered one (see ``TASKS``) or own data
     (``"csv:PATH"``, ``"jsonl:PATH"``, ``"bigbench:TASK"``, a name given to
-    :func:`register_frame`; see :mod:`dsgd.data.custom`). In smoke mode
+    :func:`register_frame`; see :mod:`dsgd.data.custom`). ``class_balance="downsample"``
+    makes any task class-balanced (:mod:`dsgd.data.balance`). In smoke mode
     (``DSGD_SMOKE=1``) a hub source is replaced offline (:func:`dsgd.smoke.substitute_task_kwargs`)."""
     loader = task_loader(name)
     from dsgd import smoke
 
     if smoke.active():
         kw = smoke.substitute_task_kwargs(name, kw)
-    return loader(tokenizer, **kw)
+    from dsgd.data.balance import balance_classes, split_balance
+
+    kw, balance = split_balance(kw)  # task_kwargs={"class_balance": "downsample"}
+    if balance is None:
+        return loader(tokenizer, **kw)
+    train_size = kw.pop("train_size", None)
+    return balance_classes(loader(tokenizer, train_size=None, **kw), train_size, task=name)
 
 
 def task_loader(name: str) -> Callable[..., TaskData]:
@@ -116,7 +123,10 @@ def check_task(name: str, *, train_size: int | None = None, eval_size: int | Non
     a tokenizer or model: a ``ValueError`` (or ``FileNotFoundError``) that says what to fix.
     Meant for checking a sweep's configs before any of them runs."""
     task_loader(name)
+    from dsgd.data.balance import split_balance
     from dsgd.data.custom import describe_task as describe, is_custom_name
+
+    task_kwargs, _ = split_balance(task_kwargs)
 
     if is_custom_name(name):
         describe(name, train_size=train_size, eval_size=eval_size, split_seed=split_seed, **task_kwargs)
