@@ -181,3 +181,95 @@ def test_phenomenon_outcome_summary_has_balanced_accuracy():
     assert cols.index("bal_mean") == cols.index("std") + 1  # beside the accuracy
     old = ph.outcome_frame([{**recs[0], "metrics": {"accuracy": 0.6}}])  # a record without the metric
     assert math.isnan(ph.outcome_summary(old).loc["FFT", "bal_mean"])
+
+
+# ------------------------------------------------------------------ nlp
+def _nlp_frame():
+    """FFT fails on seeds 0, 1 of 4; DSGD collapses on every seed (accuracy 0.65, balanced 0.5);
+    PCGrad never fails."""
+    rows = []
+    for s in range(4):
+        rows.append({"label": "FFT", "seed": s, "model": "m", "task": "t", "majority_rate": 0.65,
+                     "accuracy": [0.65, 0.66, 0.85, 0.94][s], "balanced_accuracy": [0.5, 0.52, 0.8, 0.9][s],
+                     "verdict": ["collapsed", "degenerate", "success", "success"][s]})
+        rows.append({"label": "DSGD", "seed": s, "model": "m", "task": "t", "majority_rate": 0.65,
+                     "accuracy": 0.65, "balanced_accuracy": 0.5, "verdict": "collapsed"})
+        rows.append({"label": "PCGrad", "seed": s, "model": "m", "task": "t", "majority_rate": 0.65,
+                     "accuracy": 0.9, "balanced_accuracy": 0.85, "verdict": "success"})
+    return pd.DataFrame(rows)
+
+
+def test_nlp_summary_by_hand():
+    from dsgd.chapters import nlp
+
+    steps = pd.DataFrame({"label": ["FFT", "DSGD", "PCGrad"], "paired_ratio": [1.0, 1.02, 2.1],
+                          "q1": [1.0, 0.97, 2.0], "q3": [1.0, 1.05, 2.2]})
+    v = nlp.what_we_found(_nlp_frame(), "m", "t", steps)
+    # 2/4 [0.07, 0.93] and 4/4 [0.40, 1]; two discordant seeds against DSGD: McNemar p = 0.5
+    assert v["wwf_failures"].startswith("FFT failed on 2/4 (0.50, 95 % CI 0.07–0.93) seeds, DSGD on 4/4 "
+                                        "(1.00, 95 % CI 0.40–1.00).")
+    assert "DSGD failed more often than FFT (4 vs 2; exact McNemar p = 0.5, not significant" in v["wwf_failures"]
+    assert "Fewest failures among the 3 single learners: PCGrad, 0/4" in v["wwf_failures"]
+    # DSGD - FFT accuracy: 0, -1, -20, -29 points -> mean -12.5; the exact Wilcoxon test drops the zero:
+    # 3 differences of one sign, p = 2 / 2^3 = 0.25, the smallest p three seeds can give
+    assert "FFT 77.5 %, DSGD 65.0 % (always predicting the majority class: 65.0 %)" in v["wwf_accuracy"]
+    assert "no different from FFT's: -12.5 points" in v["wwf_accuracy"] and "p = 0.25" in v["wwf_accuracy"]
+    assert "with 3 seeds that differ the exact test cannot go below p = 0.25" in v["wwf_accuracy"]
+    assert "FFT 68.0 %, DSGD 50.0 %" in v["wwf_balanced"] and "-18.0 points" in v["wwf_balanced"]
+    # every DSGD run ended at 65 %: no variance test is run or cited
+    assert "No variance test: every DSGD run ended at 65.0 %" in v["wwf_spread"] and "Levene" not in v["wwf_spread"]
+    assert "DSGD's 1.02× FFT's (about as fast as FFT" in v["wwf_cost"]
+    assert "PCGrad's 2.10× FFT's (slower than FFT" in v["wwf_cost"]
+    assert all("nan" not in s for s in v.values())
+
+
+def test_nlp_no_variance_test_for_a_collapsed_reference():
+    from dsgd.chapters import nlp
+
+    f = _nlp_frame()
+    f.loc[f["label"] == "FFT", "accuracy"] = 0.65  # now FFT collapsed to one value and DSGD is the one that varies
+    f.loc[(f["label"] == "DSGD") & (f["seed"] == 3), "accuracy"] = 0.9
+    assert "every FFT run ended at 65.0 %" in nlp.levene_text(f, "m", "t")
+    assert "every FFT run ended at 65.0 %" in nlp.what_we_found(f, "m", "t")["wwf_spread"]
+    rows = {r["key"]: r for r in nlp.chapter_findings(f, "m", "t", {}, "s")}
+    assert rows["table1_spread"]["verdict"] == "not testable at this scale"
+
+
+def test_nlp_balanced_columns_beside_accuracy():
+    from dsgd.chapters import nlp
+    from dsgd.report import format_table1, table1
+
+    f = _nlp_frame()
+    shown = format_table1(table1(f, group_by="task", rows="label", order=["FFT", "PCGrad", "DSGD"], columns=["t"]))
+    out = nlp.with_balanced(shown, f, ["t"], ["FFT", "PCGrad", "DSGD"])
+    assert list(out.columns)[:2] == ["t", "bal. acc."]
+    # FFT's balanced accuracy: mean of 50, 52, 80, 90 = 68.0; DSGD 50 on every seed
+    assert out.loc["FFT", "bal. acc."].startswith("68.00 ± ") and out.loc["DSGD", "bal. acc."] == "50.00 ± 0.00"
+    assert nlp.balanced_text(f, "PCGrad", "t") == "85.00 ± 0.00" and nlp.balanced_text(f, "x", "t") == "–"
+    two = pd.concat([f, f.assign(task="u")])
+    shown2 = format_table1(table1(two, group_by="task", rows="label", columns=["t", "u"]))
+    out2 = nlp.with_balanced(shown2, two, ["t", "u"])
+    assert list(out2.columns)[:4] == ["t", "t (bal.)", "u", "u (bal.)"]
+    assert list(out2.columns).index("BAL") == list(out2.columns).index("ACC") + 1
+    assert out2.loc["DSGD", "BAL"] == "50.00"
+
+
+def test_nlp_summary_source_and_missing_runs():
+    from dsgd.chapters import nlp
+
+    assert nlp.source_text(8, "m", "t", {"done": 8, "total": 10}, "2 of 2") == (
+        "m on t, 8 runs in the result set, 8 of the grid's 10 runs read from the stored set "
+        "(2 of 2 recomputed in this build agreed with their record)")
+    assert nlp.source_text(4, "m", "t", {"done": 0, "total": 4}, "–", 2) .endswith("all computed in this build")
+    v = nlp.what_we_found(_nlp_frame()[lambda d: d["label"] != "DSGD"], "m", "t")
+    assert all(s.startswith("Not measured") for s in v.values())
+
+
+def test_nlp_ties_are_said_as_ties():
+    from dsgd.chapters import nlp
+
+    f = _nlp_frame()
+    f["verdict"], f["accuracy"] = "collapsed", 0.65  # every run of every method collapsed
+    v = nlp.what_we_found(f, "m", "t")
+    assert "All 3 single learners failed equally often, 4/4 (1.00, 95 % CI 0.40–1.00) each." in v["wwf_failures"]
+    assert "PCGrad failed as often as FFT (4 vs 4" in nlp.pcgrad_sentence(f, "m", "t", 2.0)

@@ -188,7 +188,8 @@ def compare_values(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
     :func:`dsgd.stats.paired_difference` (mean, t interval ``lo``/``hi``, exact Wilcoxon
     ``p``) plus ``word``: "higher" or "lower" when the Wilcoxon test is significant at
     ``level``, else "no different"; ``p_floor``: the smallest two-sided p-value the exact
-    test can give on ``n`` seeds (2 / 2^n; at five seeds or fewer it cannot reach 0.05);
+    test can give on the ``n_nonzero`` seeds whose values differ (2 / 2^n; at five or fewer it
+    cannot reach 0.05);
     ``a_constant``/``b_constant``: every run of that group ended at one value."""
     from dsgd import stats
 
@@ -198,10 +199,11 @@ def compare_values(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
     res = stats.paired_difference(x, y) if seeds else {"n": 0, "mean": math.nan, "lo": math.nan,
                                                          "hi": math.nan, "p_value": math.nan}
     n = int(res["n"])
+    nz = int(np.count_nonzero(np.abs(x - y) > 1e-12)) if n else 0  # the Wilcoxon test drops zero differences
     sig = n >= 2 and res["p_value"] < level
     word = ("higher" if res["mean"] > 0 else "lower") if sig else "no different"
     return {**res, "n": n, "p": res["p_value"], "word": word, "significant": bool(sig),
-            "p_floor": 2 * 0.5 ** n if n else math.nan,
+            "p_floor": 2 * 0.5 ** nz if nz else math.nan, "n_nonzero": nz,
             "a_mean": float(x.mean()) if n else math.nan, "b_mean": float(y.mean()) if n else math.nan,
             "a_constant": bool(n) and stats.is_constant(x), "b_constant": bool(n) and stats.is_constant(y)}
 
@@ -234,6 +236,7 @@ def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy",
     if c["n"] >= 2 and not c["lo"] == c["hi"] == 0:
         interval += ", significant at the 5 % level" if c["significant"] else ", not significant"
         if not c["significant"] and c["p_floor"] >= 0.05:
-            interval += (f"; with {c['n']} seeds the exact test cannot go below "
-                         f"{stats.p_text(c['p_floor'])}")
+            which = (f"{c['n']} seeds" if c["n_nonzero"] == c["n"] else
+                     f"{c['n_nonzero']} seeds that differ")
+            interval += f"; with {which} the exact test cannot go below {stats.p_text(c['p_floor'])}"
     return f"{a_name}'s {what} was {how}: {f(c['mean'])}{unit} on average over {seeds} ({interval})."

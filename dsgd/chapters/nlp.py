@@ -248,14 +248,18 @@ def ensemble_frame(records: Iterable[dict[str, Any]], fft_sizes: Sequence[int] =
 
     by_key = {(r["config"]["task"], r["config"]["model"], r["config"]["method"], r["config"]["seed"]): r
               for r in recs}
-    verdicts = []
+    from dsgd.diagnostics import metrics as _metrics
+
+    verdicts, balanced = [], []
     for row in ens.itertuples():
         members = [by_key[(row.task, row.model, row.base_method, s)] for s in row.members]
         labels = members[0]["labels"]
         k = int(max(max(labels), *(max(m["predictions"]) for m in members))) + 1
         pred = ensemble_predictions([m["predictions"] for m in members], num_labels=max(2, k))
         verdicts.append(verdict(pred, labels, num_labels=max(2, k), majority_rate=row.majority_rate))
+        balanced.append(_metrics(pred, labels, num_labels=max(2, k))["balanced_accuracy"])
     ens["verdict"] = verdicts
+    ens["balanced_accuracy"] = balanced
     ens["label"] = ens["method"]
     ens["family"] = ens["method"]
     return ens
@@ -644,7 +648,8 @@ def pcgrad_sentence(frame: pd.DataFrame, model: str, task: str, cost_ratio: Any)
     cost = (f"{float(cost_ratio):.2f}× FFT's time per step (two backward passes)"
             if isinstance(cost_ratio, (int, float)) and np.isfinite(cost_ratio) else "an unmeasured cost")
     return (f"PCGrad failed on {stats.format_rate(c['rate'])} seeds, FFT on {stats.format_rate(c['ref_rate'])}: "
-            f"on the {c['seeds']} shared seeds PCGrad failed {c['direction']} than FFT ({c['k']} vs {c['k_ref']}; exact "
+            f"on the {c['seeds']} shared seeds PCGrad failed "
+            f"{'as often as' if c['direction'] == 'as often' else c['direction'] + ' than'} FFT ({c['k']} vs {c['k_ref']}; exact "
             f"McNemar {stats.p_text(c['p'])}, {sig} at the 5 % level). The caveats: it costs {cost}, and this "
             f"is one task ({task}) and one model ({model}).")
 
@@ -666,10 +671,11 @@ def chapter_findings(frame: pd.DataFrame, model: str, task: str, cost: dict[str,
                      setting=setting, verdict=verdict, section="the-grid-and-how-each-baseline-is-run"))
     acc = {lab: frame[(frame["label"] == lab) & (frame["model"] == model) & (frame["task"] == task)]
            .set_index("seed")["accuracy"] for lab in ("FFT", "DSGD")}
-    if len(acc["DSGD"]) and stats.is_constant(acc["DSGD"].to_numpy()):
+    flat = next((g for g in ("DSGD", "FFT") if len(acc[g]) > 1 and stats.is_constant(acc[g].to_numpy())), None)
+    if flat is not None:
         rows.append(dict(key="table1_spread", source="paper",
                          claim="Table 1: DSGD has a smaller spread of accuracy over seeds than FFT.",
-                         measured=(f"Every DSGD run ended at {100 * acc['DSGD'].iloc[0]:.1f} % (the majority "
+                         measured=(f"Every {flat} run ended at {100 * acc[flat].iloc[0]:.1f} % (the majority "
                                    "rate): its spread is zero because every run collapsed, which says nothing "
                                    "about stability; no variance test is made."),
                          setting=setting, verdict="not testable at this scale", section=""))
@@ -704,10 +710,185 @@ def levene_text(frame: pd.DataFrame, model: str, task: str, label: str = "DSGD")
 
     acc = {lab: frame[(frame["label"] == lab) & (frame["model"] == model) & (frame["task"] == task)]["accuracy"]
            .to_numpy(float) for lab in (label, "FFT")}
-    if len(acc[label]) and stats.is_constant(acc[label]):
-        return (f"{label} against FFT: not tested — every {label} run ended at "
-                f"{100 * acc[label][0]:.1f} %, so its spread is zero because the runs collapsed, "
-                "not because they are stable")
+    for g in (label, "FFT"):
+        if len(acc[g]) > 1 and stats.is_constant(acc[g]):
+            return (f"{label} against FFT: not tested — every {g} run ended at "
+                    f"{100 * acc[g][0]:.1f} %, so its spread is zero because the runs collapsed, "
+                    "not because they are stable")
     if len(acc[label]) < 2 or len(acc["FFT"]) < 2:
         return f"{label} against FFT: not tested (fewer than two runs)"
     return f"{label} against FFT: Levene {stats.p_text(float(levene(acc[label], acc['FFT']).pvalue))}"
+
+
+# ------------------------------------------------------------------ the page's top and bottom
+def stored_frame(P: dict[str, Any], configs: Sequence[RunConfig] | None = None) -> pd.DataFrame:
+    """The stored set's finished runs of this profile's grid (:func:`nlp_frame`); empty
+    when the profile names no stored set or the folder has no runs."""
+    from dsgd.chapters._common import open_stored
+
+    configs = chapter_grid(P) if configs is None else configs
+    ids = {c.run_id() for c in configs}
+    _, records = open_stored(P.get("stored_set") or "")
+    return nlp_frame([r for r in records if r["run_id"] in ids])
+
+
+def headline_figure(P: dict[str, Any], configs: Sequence[RunConfig] | None = None):
+    """The page's headline: every stored run of the first model, one dot per seed and
+    method, coloured by verdict, with the majority-class rate (:func:`dsgd.report.strip_plot`).
+    Returns the figure, or None (printing why) when there is no stored run to show."""
+    from dsgd.report import strip_plot
+
+    df = stored_frame(P, configs)
+    model = P["models"][0]
+    df = df[df["model"] == model] if len(df) else df
+    if not len(df):
+        print("No stored runs in this profile: its runs are computed further down, and the "
+              "section 'Every seed' draws them.")
+        return None
+    order = row_order(df["label"])
+    fig = strip_plot(df, group_by="task", rows="label", order=order, columns=list(P["tasks"]),
+                     ncols=min(3, len(P["tasks"])), figsize_per=(max(6.0, 0.45 * len(order)), 4.0))
+    fig.suptitle(f"{model}: held-out accuracy of every stored run ({df['seed'].nunique()} seeds per method)", y=1.02)
+    return fig
+
+
+def with_balanced(shown: pd.DataFrame, frame: pd.DataFrame, tasks: Sequence[str],
+                  order: Sequence[str] | None = None, digits: int = 2) -> pd.DataFrame:
+    """A formatted Table 1 (:func:`dsgd.report.format_table1`) with the balanced accuracy
+    (%, mean ± std over seeds, from ``frame``) beside each task's accuracy, and its mean
+    over tasks (``BAL``) beside ``ACC`` when there is more than one task. On an imbalanced
+    task the two read differently: a run that predicts the majority class scores the
+    majority share in accuracy and 50 % in balanced accuracy (two classes)."""
+    from dsgd.report import table1
+
+    f = frame.copy()
+    if "balanced_accuracy" not in f:
+        f["balanced_accuracy"] = math.nan
+    bt = table1(f, metric="balanced_accuracy", group_by="task", rows="label", order=order, columns=list(tasks))
+    tasks = [t for t in tasks if (t, "mean") in bt.columns]
+
+    def cell(label: Any, t: str) -> str:
+        if label not in bt.index or bt.loc[label, (t, "n")] == 0:
+            return "–"
+        m, sd, n = bt.loc[label, (t, "mean")], bt.loc[label, (t, "std")], bt.loc[label, (t, "n")]
+        return f"{m:.{digits}f}" if n == 1 else f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+    out = shown.copy()
+    for t in tasks:
+        name = "bal. acc." if len(tasks) == 1 else f"{t} (bal.)"
+        out.insert(list(out.columns).index(str(t)) + 1, name, [cell(l, t) for l in out.index])
+    if len(tasks) > 1 and "ACC" in out.columns:
+        bal = [bt.loc[l, ("average", "mean")] if l in bt.index else math.nan for l in out.index]
+        out.insert(list(out.columns).index("ACC") + 1, "BAL",
+                   ["–" if not finite(b) else f"{b:.{digits}f}" for b in bal])
+    return out
+
+
+def what_we_found(frame: pd.DataFrame, model: str, task: str, steps: pd.DataFrame | None = None) -> dict[str, str]:
+    """The closing bullets, from the single runs the page's Table 1 shows (``frame``, one
+    model and task) and the interleaved step-time measurement (``steps``, from
+    :func:`dsgd.cost.measure_step_times`): failures with exact intervals and the exact
+    McNemar test against FFT, accuracy and balanced accuracy as paired differences (t
+    interval, Wilcoxon), the spread (Levene, or why it is not tested), the fewest failures
+    among the single learners, and the cost per step."""
+    from dsgd import stats
+    from dsgd.chapters._common import failure_text, failures_sentence, values_sentence
+
+    g = frame[(frame["model"] == model) & (frame["task"] == task)] if len(frame) else frame
+    labels = set(g["label"]) if len(g) else set()
+    if not {"FFT", "DSGD"} <= labels:
+        text = "Not measured: the result set holds no FFT and DSGD runs of this task yet."
+        return {k: text for k in ("wwf_failures", "wwf_accuracy", "wwf_balanced", "wwf_spread", "wwf_cost")}
+
+    def by_seed(label: str, col: str) -> pd.Series:
+        x = g[g["label"] == label]
+        return pd.Series(pd.to_numeric(x[col], errors="coerce").to_numpy(), index=x["seed"].to_numpy())
+
+    f_fail, d_fail = _failed_by_seed(g, "FFT", model, task), _failed_by_seed(g, "DSGD", model, task)
+    singles = [l for l in row_order(labels) if not l.startswith(("ENS(", "DSGD(", "SWA"))
+               and "best of search" not in l]
+    counts = {l: _failed_by_seed(g, l, model, task) for l in singles}
+    fewest = min(int(c.sum()) / len(c) for c in counts.values() if len(c))
+    best = [l for l, c in counts.items() if len(c) and int(c.sum()) / len(c) == fewest]
+    out = {"wwf_failures": (
+        f"FFT failed on {failure_text(f_fail)} seeds, DSGD on {failure_text(d_fail)}. "
+        + failures_sentence("DSGD", d_fail, "FFT", f_fail)
+        + (f" All {len(singles)} single learners failed equally often, {failure_text(counts[best[0]])} each."
+           if len(best) == len(singles) > 1 else
+           f" Fewest failures among the {len(singles)} single learners: " + ", ".join(best)
+           + f", {failure_text(counts[best[0]])}" + (" each." if len(best) > 1 else ".")))}
+    maj = 100 * float(pd.to_numeric(g["majority_rate"], errors="coerce").mean())
+    fa, da = by_seed("FFT", "accuracy"), by_seed("DSGD", "accuracy")
+    out["wwf_accuracy"] = (f"Mean accuracy: FFT {100 * fa.mean():.1f} %, DSGD {100 * da.mean():.1f} % (always "
+                           f"predicting the majority class: {maj:.1f} %). " + values_sentence("DSGD", da, "FFT", fa))
+    if "balanced_accuracy" in g and g["balanced_accuracy"].notna().any():
+        fb, db = by_seed("FFT", "balanced_accuracy"), by_seed("DSGD", "balanced_accuracy")
+        out["wwf_balanced"] = (f"Mean balanced accuracy (50 % for a run that predicts one class): FFT "
+                               f"{100 * fb.mean():.1f} %, DSGD {100 * db.mean():.1f} %. "
+                               + values_sentence("DSGD", db, "FFT", fb, what="balanced accuracy"))
+    else:
+        out["wwf_balanced"] = "The runs do not record a balanced accuracy."
+    sd_f, sd_d = stats_std(fa), stats_std(da)
+    pts = lambda x: "–" if not finite(x) else f"{100 * x:.1f}"  # noqa: E731
+    spread = f"Standard deviation over seeds: FFT {pts(sd_f)} points, DSGD {pts(sd_d)}. "
+    flat = [lab for lab, x in (("DSGD", da), ("FFT", fa)) if x.notna().sum() > 1 and stats.is_constant(x.dropna())]
+    if flat:  # a group that collapsed to one value has no spread to test
+        spread += (f"No variance test: every {flat[0]} run ended at {100 * (da if flat[0] == 'DSGD' else fa).dropna().iloc[0]:.1f} %, "
+                   "so its spread is zero because its runs collapsed, not because they are stable.")
+    elif da.notna().sum() < 2 or fa.notna().sum() < 2:
+        spread += "No variance test: fewer than two runs."
+    else:
+        from scipy.stats import levene
+
+        p = float(levene(da.dropna(), fa.dropna()).pvalue)  # as levene_text and the findings row
+        word = "no different from" if p >= 0.05 else "smaller than" if sd_d < sd_f else "larger than"
+        spread += (f"DSGD's spread was {word} FFT's (Levene {stats.p_text(p)}, "
+                   + ("significant at the 5 % level)." if p < 0.05 else "not significant)."))
+    out["wwf_spread"] = spread
+    if steps is not None and len(steps):
+        sd = steps.set_index("label")
+        parts = []
+        for lab in ("DSGD", "PCGrad"):
+            if lab in sd.index:
+                r, q1, q3 = (float(sd.loc[lab, k]) for k in ("paired_ratio", "q1", "q3"))
+                how = ("slower than" if q1 > 1 else "faster than" if q3 < 1 else "about as fast as")
+                parts.append(f"{lab}'s {r:.2f}× FFT's ({how} FFT: interquartile range of the rounds "
+                             f"{q1:.2f}–{q3:.2f})")
+        out["wwf_cost"] = ("Time per optimizer step, measured interleaved in this build: " + "; ".join(parts)
+                           + ". An ensemble of N runs costs N times one run.")
+    else:
+        out["wwf_cost"] = "The cost per step was not measured in this profile."
+    return out
+
+
+def stats_std(x: pd.Series) -> float:
+    """Sample standard deviation (ddof=1) of the finite values; NaN for fewer than two."""
+    v = pd.to_numeric(x, errors="coerce").dropna().to_numpy(float)
+    return float(v.std(ddof=1)) if v.size >= 2 else math.nan
+
+
+def balanced_text(df: pd.DataFrame, label: str, task: str) -> str:
+    """Balanced accuracy (%) of one row of Table 1 on one task, "mean ± std" over its runs
+    (just the mean for one run, "–" for none)."""
+    g = df[(df["label"] == label) & (df["task"] == task)] if len(df) and "balanced_accuracy" in df else df.iloc[0:0]
+    v = 100 * pd.to_numeric(g["balanced_accuracy"], errors="coerce").dropna() if len(g) else pd.Series(dtype=float)
+    if not len(v):
+        return "–"
+    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+
+def source_text(n_results: int, model: str, task: str, status: dict[str, Any], verify_passed: str,
+                n_models: int = 1, n_tasks: int = 1) -> str:
+    """Which runs the closing summary reads: the task and model, how many runs the result
+    set holds, how much of it is stored and what the build re-verified."""
+    s = f"{model} on {task}"
+    if n_models > 1 or n_tasks > 1:
+        s += " (the first model and task of the grid; the tables above hold the others)"
+    s += f", {n_results} runs in the result set"
+    if status.get("total") and status.get("done"):
+        s += f", {status['done']} of the grid's {status['total']} runs read from the stored set"
+        if verify_passed not in ("", "–", None):
+            s += f" ({verify_passed} recomputed in this build agreed with their record)"
+    else:
+        s += ", all computed in this build"
+    return s
