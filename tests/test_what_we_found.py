@@ -96,7 +96,7 @@ def test_getting_started_summary_by_hand():
     assert "DSGD failed less often than plain training (0 vs 2; exact McNemar p = 0.5, not significant" in v["wwf_failures"]
     # +10 points on all 4 seeds: the same difference everywhere, Wilcoxon p = 2/16 = 0.125
     assert "plain training 80.0 %, DSGD 90.0 % (the majority class alone scores 80.0 %)" in v["wwf_accuracy"]
-    assert "no different from plain training's: +10.0 points" in v["wwf_accuracy"]
+    assert "not significantly different from plain training's: +10.0 points" in v["wwf_accuracy"]
     assert "p = 0.125" in v["wwf_accuracy"] and "cannot go below p = 0.125" in v["wwf_accuracy"]
     assert "+20.0 points" in v["wwf_balanced"] and "plain training 50.0 %, DSGD 70.0 %" in v["wwf_balanced"]
     # weight share: first tenth = first step (0, 1, 2, 3 %), last tenth = last step (60 ... 63 %)
@@ -273,3 +273,103 @@ def test_nlp_ties_are_said_as_ties():
     v = nlp.what_we_found(f, "m", "t")
     assert "All 3 single learners failed equally often, 4/4 (1.00, 95 % CI 0.40–1.00) each." in v["wwf_failures"]
     assert "PCGrad failed as often as FFT (4 vs 4" in nlp.pcgrad_sentence(f, "m", "t", 2.0)
+
+
+def test_values_sentence_when_t_interval_and_wilcoxon_disagree():
+    # five seeds, DSGD higher by 2, 3, 4, 5, 6 points: t interval 4 ± 2.776 * 1.581 / sqrt(5) = [2.04, 5.96]
+    # excludes zero, but five differences of one sign give the exact Wilcoxon p = 2 / 2^5 = 0.0625
+    b = pd.Series([0.5] * 5)
+    a = b + pd.Series([0.02, 0.03, 0.04, 0.05, 0.06])
+    c = C.compare_values(a, b)
+    assert c["word"] == "no different" and c["p"] == pytest.approx(0.0625)
+    assert c["lo"] == pytest.approx(0.0204, abs=1e-3) and c["hi"] == pytest.approx(0.0596, abs=1e-3)
+    s = C.values_sentence("DSGD", a, "FFT", b)
+    assert s.startswith("DSGD's accuracy was not significantly different from FFT's (the t interval lies above "
+                        "zero, the exact Wilcoxon test is not significant): +4.0 points")
+
+
+# ------------------------------------------------------------------ vision
+def _vision_frame(fft_fail=False):
+    rows = []
+    for s in range(4):
+        for m, acc, tail in (("fft", 0.30 + 0.01 * s, 0.05), ("dsgd", 0.33 + 0.01 * s, 0.05 + 0.01 * s),
+                             ("lnsr", 0.40 + 0.02 * s, 0.1)):
+            rows.append({"setting": "LT", "method": m, "seed": s, "accuracy": acc, "tail_accuracy": tail,
+                         "verdict": "collapsed" if (fft_fail and m == "fft" and s == 0) else "success"})
+    return pd.DataFrame(rows)
+
+
+def test_vision_summary_by_hand():
+    from dsgd.chapters import vision as V
+
+    v = V.what_we_found(_vision_frame(), "stored set", n_eval=500)
+    # DSGD - FFT = +3 points on every seed: the same difference everywhere, Wilcoxon p = 2/2^4 = 0.125
+    assert "LT: DSGD's accuracy was not significantly different from FFT's: +3.0 points" in v["wwf_accuracy"]
+    assert "cannot go below p = 0.125" in v["wwf_accuracy"]
+    # tail: FFT 5 % everywhere, DSGD 5, 6, 7, 8 % -> +1.5 points, 3 seeds differ: p = 0.25
+    assert "LT: FFT 5.0 %, DSGD 6.5 %" in v["wwf_tail"] and "with 3 seeds that differ" in v["wwf_tail"]
+    # 0/4 failures: [0, 1 - 0.025^(1/4)] = [0, 0.60]
+    assert "FFT 0/4 (0.00, 95 % CI 0.00–0.60), DSGD 0/4" in v["wwf_failures"]
+    assert "no seed-induced failure here for DSGD to remove" in v["wwf_failures"]
+    # identical spreads (std of 30, 31, 32, 33 points = 1.29): Levene's statistic is 0, p = 1
+    assert "std DSGD 1.3, FFT 1.3 points, DSGD's spread no different from FFT's (Levene p = 1" in v["wwf_spread"]
+    # one run's binomial standard error at 31.5 % on 500 images: sqrt(0.315 * 0.685 / 500) = 2.08 points
+    assert "standard error ≈ 2.1 points" in v["wwf_spread"]
+    assert v["wwf_best"].startswith("Highest mean accuracy over the settings: LNSR (43.0 %, FFT 31.5 %)")
+    assert v["wwf_source"] == "stored set"
+
+
+def test_vision_summary_no_variance_test_for_a_collapsed_group():
+    from dsgd.chapters import vision as V
+
+    f = _vision_frame(fft_fail=True)
+    f.loc[f["method"] == "fft", "accuracy"] = 0.1  # every FFT run at one accuracy
+    v = V.what_we_found(f, "x")
+    assert "no variance test: every FFT run ended at one accuracy" in v["wwf_spread"] and "Levene" not in v["wwf_spread"]
+    assert "FFT 1/4 (0.25" in v["wwf_failures"] and "no seed-induced" not in v["wwf_failures"]
+    assert all(s.startswith("Not measured") for k, s in V.what_we_found(f[f["method"] != "dsgd"], "x").items()
+               if k != "wwf_source")
+
+
+def test_levene_clause_words_and_undefined_test():
+    assert C.levene_clause(0.3, 1.0, 2.0) == "DSGD's spread no different from FFT's (Levene p = 0.3, not significant)"
+    assert C.levene_clause(0.01, 1.0, 2.0).startswith("DSGD's spread smaller than FFT's (Levene p = 0.01, significant")
+    assert C.levene_clause(0.01, 3.0, 2.0).startswith("DSGD's spread larger than")
+    # two runs per group: |x - mean| is the same for both runs of a group, Levene's F is 0/0
+    from scipy.stats import levene
+    p = float(levene([0.25, 0.75], [0.5, 1.0], center="mean").pvalue)  # exact binary fractions
+    assert math.isnan(p) and C.levene_clause(p, 7.1, 7.1).startswith("Levene's test is undefined here")
+
+
+# ------------------------------------------------------------------ multitask
+def _mt_frame():
+    """Task A is learnt by both methods (never fails); on task B (majority 0.55) FFT fails on
+    seeds 0, 1 of 4 and DSGD on every seed, and no method is above the majority share."""
+    rows = []
+    for s in range(4):
+        for m, acc_a, acc_b, vb in (("fft", 0.80 + 0.01 * s, 0.505, "collapsed" if s < 2 else "success"),
+                                    ("dsgd", 0.84 + 0.01 * s, 0.445, "failed")):
+            rows.append({"pair": "A+B", "task": "A", "column": "A+B: A", "method": m, "seed": s,
+                         "accuracy": acc_a, "majority_rate": 0.3, "verdict": "success"})
+            rows.append({"pair": "A+B", "task": "B", "column": "A+B: B", "method": m, "seed": s,
+                         "accuracy": acc_b, "majority_rate": 0.55, "verdict": vb})
+    return pd.DataFrame(rows)
+
+
+def test_multitask_summary_by_hand():
+    from dsgd.chapters import multitask as M
+
+    v = M.what_we_found(_mt_frame(), "stored set")
+    # ACC per seed: FFT (0.80 + 0.01 s + 0.505) / 2, DSGD (0.84 + 0.01 s + 0.445) / 2 -> -1 point on every seed
+    assert "FFT 66.0 %, DSGD 65.0 %" in v["wwf_acc"] and "-1.0 points" in v["wwf_acc"]
+    assert "not significantly different from FFT's" in v["wwf_acc"] and "p = 0.125" in v["wwf_acc"]
+    assert v["wwf_tasks"].startswith("A: DSGD's accuracy was not significantly different from FFT's: +4.0 points")
+    # task B: FFT 2/4 [0.07, 0.93], DSGD 4/4 [0.40, 1]; 2 discordant seeds -> McNemar p = 0.5
+    assert ("B (majority class 55.0 %): FFT failed on 2/4 (0.50, 95 % CI 0.07–0.93), DSGD on 4/4 (1.00, 95 % CI "
+            "0.40–1.00). On the 4 shared seeds DSGD failed more often than FFT (4 vs 2; exact McNemar p = 0.5") in v["wwf_failures"]
+    assert "No method's mean accuracy is above the majority share (44.5–50.5 %)" in v["wwf_failures"]
+    assert "A (majority class 30.0 %): FFT failed on 0/4" in v["wwf_failures"]
+    # task B: every run of each method at one accuracy: no variance test
+    assert "B: std DSGD 0.0, FFT 0.0 points (no variance test: every DSGD run ended at one accuracy)" in v["wwf_spread"]
+    assert v["wwf_best"] == "Highest ACC: FFT (66.0 %)."
+    assert all(s.startswith("Not measured") for k, s in M.what_we_found(None, "x").items() if k != "wwf_source")

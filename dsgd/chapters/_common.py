@@ -224,6 +224,11 @@ def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy",
 
     how = {"higher": f"higher than {b_name}'s", "lower": f"lower than {b_name}'s",
            "no different": f"no different from {b_name}'s"}[c["word"]]
+    if c["word"] == "no different" and c["n"] >= 2 and (c["lo"] > 0 or c["hi"] < 0):
+        # the exact test is not significant although every seed, or the t interval, points one way
+        how = (f"not significantly different from {b_name}'s (the t interval lies "
+               f"{'above' if c['lo'] > 0 else 'below'} zero, the exact Wilcoxon test is not significant)"
+               if c["lo"] != c["hi"] else f"not significantly different from {b_name}'s")
     seeds = "one shared seed" if c["n"] == 1 else f"the {c['n']} shared seeds"
     if c["n"] < 2:
         interval = "one seed: no interval and no test"
@@ -237,6 +242,19 @@ def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy",
         interval += ", significant at the 5 % level" if c["significant"] else ", not significant"
         if not c["significant"] and c["p_floor"] >= 0.05:
             which = (f"{c['n']} seeds" if c["n_nonzero"] == c["n"] else
-                     f"{c['n_nonzero']} seeds that differ")
+                     "one seed that differs" if c["n_nonzero"] == 1 else f"{c['n_nonzero']} seeds that differ")
             interval += f"; with {which} the exact test cannot go below {stats.p_text(c['p_floor'])}"
     return f"{a_name}'s {what} was {how}: {f(c['mean'])}{unit} on average over {seeds} ({interval})."
+
+
+def levene_clause(p: float, a_std: float, b_std: float, a_name: str = "DSGD", b_name: str = "FFT") -> str:
+    """The end of a spread sentence from a Levene p-value: "DSGD's spread no different from
+    FFT's (Levene p = 0.3, not significant)"; when the test is undefined (NaN: the absolute
+    deviations do not vary within either group, as with two runs per group) it says so."""
+    from dsgd import stats
+
+    if p is None or not math.isfinite(p):
+        return "Levene's test is undefined here (the deviations from each group's mean do not vary)"
+    word = "no different from" if p >= 0.05 else "smaller than" if a_std < b_std else "larger than"
+    return (f"{a_name}'s spread {word} {b_name}'s (Levene {stats.p_text(p)}, "
+            + ("not significant)" if p >= 0.05 else "significant at the 5 % level)"))

@@ -190,7 +190,8 @@ def what_we_found(records: Sequence[dict[str, Any]]) -> dict[str, str]:
     f_fail, f_acc, f_bal = _flags(records, "fft")
     d_fail, d_acc, d_bal = _flags(records, "dsgd")
     majority = float(np.mean([r["majority_rate"] for r in records]))
-    out = {"wwf_failures": (f"Failed runs (no better than always predicting the majority class): plain training "
+    out = {"wwf_failures": (f"Failed runs (collapsed or degenerate: no better than always predicting the majority class): "
+                            f"plain training "
                             f"{failure_text(f_fail)}, DSGD {failure_text(d_fail)}. "
                             + failures_sentence("DSGD", d_fail, "plain training", f_fail))}
     out["wwf_accuracy"] = (f"Accuracy: plain training {100 * f_acc.mean():.1f} %, DSGD {100 * d_acc.mean():.1f} % "

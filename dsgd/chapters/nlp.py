@@ -840,10 +840,10 @@ def what_we_found(frame: pd.DataFrame, model: str, task: str, steps: pd.DataFram
     else:
         from scipy.stats import levene
 
+        from dsgd.chapters._common import levene_clause
+
         p = float(levene(da.dropna(), fa.dropna()).pvalue)  # as levene_text and the findings row
-        word = "no different from" if p >= 0.05 else "smaller than" if sd_d < sd_f else "larger than"
-        spread += (f"DSGD's spread was {word} FFT's (Levene {stats.p_text(p)}, "
-                   + ("significant at the 5 % level)." if p < 0.05 else "not significant)."))
+        spread += levene_clause(p, sd_d, sd_f).replace("DSGD's spread ", "DSGD's spread was ", 1) + "."
     out["wwf_spread"] = spread
     if steps is not None and len(steps):
         sd = steps.set_index("label")

@@ -457,3 +457,99 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
                          verdict=("supported" if lev_sig_down == lev_n else "contradicted" if lev_sig_up
                                   else "not resolved"), section=""))
     return rows
+
+
+# ------------------------------------------------------------------ the page's top and bottom
+METHOD_NAMES = {"fft": "FFT", "dsgd": "DSGD", "focal": "focal loss", "lnsr": "LNSR", "noisytune": "NoisyTune",
+                "pcgrad": "PCGrad", "swa": "SWA"}
+
+
+def headline_figure(stored_set: str, order: Sequence[str] | None = None):
+    """The page's headline: every run of the stored set, one dot per seed and method per
+    setting, coloured by verdict, with the majority-class rate (on these balanced
+    evaluation sets 10 %). Returns the figure, or None (printing why) without a stored set."""
+    from dsgd.chapters._common import in_order, open_stored
+    from dsgd.report import strip_plot
+
+    _, records = open_stored(stored_set)
+    if not records:
+        print("No stored set in this profile: its runs are computed further down, and the section "
+              "'Computed in this build' draws them.")
+        return None
+    df = vision_frame(records)
+    methods = in_order(df["method"], order or METHOD_ORDER)
+    fig = strip_plot(df, group_by="setting", order=methods, ncols=2, figsize_per=(5.2, 3.6))
+    fig.suptitle(f"Test accuracy of every stored run ({df['seed'].nunique()} seeds per method)", y=1.02)
+    return fig
+
+
+def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[str, str]:
+    """The closing bullets from one result set (``frame``: :func:`vision_frame` of the
+    stored set, or of the build's runs without one; ``source`` says which): DSGD against
+    FFT per setting in accuracy and in tail-class accuracy (paired over shared seeds, t
+    interval, Wilcoxon), failed runs with exact intervals, the spread over seeds (Levene,
+    not run for a group that ended at one value) beside the binomial standard error of one
+    run, and the method with the highest mean accuracy against FFT."""
+    from dsgd import stats
+    from dsgd.chapters._common import failure_text, levene_clause, values_sentence
+    from dsgd.diagnostics import failure_kind
+
+    keys = ("wwf_accuracy", "wwf_tail", "wwf_failures", "wwf_spread", "wwf_best")
+    if frame is None or not len(frame) or not {"fft", "dsgd"} <= set(frame["method"]):
+        return {"wwf_source": source, **{k: "Not measured: no FFT and DSGD runs in this profile." for k in keys}}
+    settings = list(dict.fromkeys(frame["setting"]))
+
+    def by_seed(m: str, s: str | None, col: str) -> pd.Series:
+        g = frame[(frame["method"] == m) & ((frame["setting"] == s) if s else True)]
+        if s is None:  # the mean over settings, per seed
+            return g.groupby("seed")[col].mean()
+        return pd.Series(g[col].to_numpy(float), index=g["seed"].to_numpy())
+
+    acc, tail = [], []
+    for s in settings:
+        acc.append(f"{s}: " + values_sentence("DSGD", by_seed("dsgd", s, "accuracy"), "FFT",
+                                              by_seed("fft", s, "accuracy")))
+        tail.append(f"{s}: FFT {100 * by_seed('fft', s, 'tail_accuracy').mean():.1f} %, DSGD "
+                    f"{100 * by_seed('dsgd', s, 'tail_accuracy').mean():.1f} %; "
+                    + values_sentence("DSGD", by_seed("dsgd", s, "tail_accuracy"), "FFT",
+                                      by_seed("fft", s, "tail_accuracy"), what="tail-class accuracy"))
+    out = {"wwf_source": source, "wwf_accuracy": " ".join(acc), "wwf_tail": " ".join(tail)}
+    failed = {m: [failure_kind(v) is not None for v in frame[frame["method"] == m]["verdict"]]
+              for m in dict.fromkeys(frame["method"])}
+    others = [m for m in failed if m not in ("fft", "dsgd")]
+    out["wwf_failures"] = (f"Failed runs (collapsed or degenerate: no better than the majority class): FFT {failure_text(failed['fft'])}, "
+                           f"DSGD {failure_text(failed['dsgd'])}"
+                           + (f", the other methods {failure_text(sum((failed[m] for m in others), []))}" if others else "")
+                           + (". With no failed FFT run there is no seed-induced failure here for DSGD to remove."
+                              if not any(failed["fft"]) else "."))
+    spread = []
+    from scipy.stats import levene
+
+    for s in settings:
+        f = 100 * by_seed("fft", s, "accuracy").dropna().to_numpy(float)
+        d = 100 * by_seed("dsgd", s, "accuracy").dropna().to_numpy(float)
+        if len(f) < 2 or len(d) < 2:
+            spread.append(f"{s}: fewer than two runs, no spread")
+            continue
+        text = f"{s}: std DSGD {d.std(ddof=1):.1f}, FFT {f.std(ddof=1):.1f} points"
+        flat = [m for m, x in (("DSGD", d), ("FFT", f)) if stats.is_constant(x)]
+        if flat:
+            text += f" (no variance test: every {flat[0]} run ended at one accuracy)"
+        else:
+            p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
+            text += ", " + levene_clause(p, d.std(ddof=1), f.std(ddof=1))
+        if isinstance(n_eval, (int, float)) and n_eval:
+            a = f.mean() / 100
+            text += f"; one run's binomial standard error ≈ {100 * (a * (1 - a) / float(n_eval)) ** 0.5:.1f} points"
+        spread.append(text)
+    out["wwf_spread"] = "; ".join(spread) + "."
+    means = frame.groupby("method")["accuracy"].mean()
+    best = "fft" if means["fft"] >= means.max() - 1e-12 else str(means.idxmax())  # a tie with FFT is no gain
+    name = METHOD_NAMES.get(best, best)
+    out["wwf_best"] = (f"Highest mean accuracy over the settings: {name} ({100 * means[best]:.1f} %"
+                       + (f", FFT {100 * means['fft']:.1f} %)" if best != "fft" else ")") + (". " + values_sentence(
+                           name, by_seed(best, None, "accuracy"), "FFT", by_seed("fft", None, "accuracy"),
+                           what="accuracy (mean over the settings)") if best not in ("fft", "dsgd")
+                                                 else "; DSGD against FFT, setting by setting, is the first point above."
+                                                 if best == "dsgd" else "."))
+    return out
