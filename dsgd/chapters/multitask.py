@@ -205,3 +205,104 @@ def chapter_findings(stored: pd.DataFrame | None) -> list[dict[str, Any]]:
                      claim="Multitask fine-tuning fails on some seeds, and DSGD reduces those failures.",
                      measured="; ".join(learned) + ". " + extra, setting=setting, verdict=verdict, section=""))
     return rows
+
+
+# ------------------------------------------------------------------ the page's top and bottom
+METHOD_NAMES = {"fft": "FFT", "dsgd": "DSGD", "pcgrad": "PCGrad", "lnsr": "LNSR", "noisytune": "NoisyTune",
+                "swa": "SWA", "focal": "focal loss"}
+
+
+def headline_figure(stored_set: str, order: Sequence[str] | None = None):
+    """The page's headline: every run of the stored set, one dot per seed and method on each
+    task of each pair, coloured by that task's verdict, with the task's majority-class rate.
+    Returns the figure, or None (printing why) without a stored set."""
+    from dsgd.chapters._common import in_order, open_stored
+    from dsgd.multitask import multitask_frame
+    from dsgd.report import strip_plot
+
+    _, records = open_stored(stored_set)
+    if not records:
+        print("No stored set in this profile: its runs are computed further down, and the section "
+              "'Computed in this build' draws them.")
+        return None
+    df = multitask_frame(records)
+    methods = in_order(df["method"], order or METHOD_ORDER)
+    cols = list(dict.fromkeys(df["column"]))
+    fig = strip_plot(two_lines(df), group_by="column", order=methods, columns=[c.replace(": ", ":\n") for c in cols],
+                     ncols=len(cols), figsize_per=(4.6, 3.6))
+    fig.suptitle(f"Accuracy per task of every stored run ({df['seed'].nunique()} seeds per method)", y=1.04)
+    return fig
+
+
+def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
+    """The closing bullets from one per-task result set (:func:`dsgd.multitask.multitask_frame`
+    of the stored set, or of the build's runs): DSGD against FFT in ACC (the mean over the
+    tasks, per seed) and on each task (paired, t interval, Wilcoxon); each task's failures
+    in the book's vocabulary (collapsed or degenerate) with exact intervals and the exact
+    McNemar test, and whether any method beats the task's majority class on average; the
+    spread per task (Levene, not run for a group that ended at one value); the method with
+    the highest ACC."""
+    from scipy.stats import levene
+
+    from dsgd import stats
+    from dsgd.chapters._common import failure_text, failures_sentence, levene_clause, values_sentence
+    from dsgd.diagnostics import failure_kind
+
+    keys = ("wwf_acc", "wwf_tasks", "wwf_failures", "wwf_spread", "wwf_best")
+    if frame is None or not len(frame) or not {"fft", "dsgd"} <= set(frame["method"]):
+        return {"wwf_source": source, **{k: "Not measured: no FFT and DSGD runs in this profile." for k in keys}}
+    one_pair = frame["pair"].nunique() == 1
+    label = (lambda c: c.split(": ", 1)[1]) if one_pair else (lambda c: c)  # noqa: E731
+    columns = list(dict.fromkeys(frame["column"]))
+
+    def by_seed(m: str, col: str | None, what: str = "accuracy") -> pd.Series:
+        g = frame[frame["method"] == m]
+        if col is None:  # ACC: the mean over the tasks, per seed
+            return g.groupby("seed")["accuracy"].mean()
+        g = g[g["column"] == col]
+        vals = g[what] if what != "failed" else g["verdict"].map(lambda v: failure_kind(v) is not None)
+        return pd.Series(vals.to_numpy(), index=g["seed"].to_numpy())
+
+    out = {"wwf_source": source,
+           "wwf_acc": (f"ACC (the mean accuracy over the tasks): FFT {100 * by_seed('fft', None).mean():.1f} %, DSGD "
+                       f"{100 * by_seed('dsgd', None).mean():.1f} %. "
+                       + values_sentence("DSGD", by_seed("dsgd", None), "FFT", by_seed("fft", None), what="ACC"))}
+    out["wwf_tasks"] = " ".join(
+        f"{label(c)}: " + values_sentence("DSGD", by_seed("dsgd", c), "FFT", by_seed("fft", c)) for c in columns)
+    fails = []
+    for c in columns:
+        g = frame[frame["column"] == c]
+        maj = float(g["majority_rate"].mean())
+        means = g.groupby("method")["accuracy"].mean()
+        above = [METHOD_NAMES.get(m, m) for m in means.index if means[m] > maj + 1e-12]
+        f_fail, d_fail = by_seed("fft", c, "failed").astype(bool), by_seed("dsgd", c, "failed").astype(bool)
+        fails.append(f"{label(c)} (majority class {100 * maj:.1f} %): FFT failed on {failure_text(f_fail)}, DSGD on "
+                     f"{failure_text(d_fail)}. " + failures_sentence("DSGD", d_fail, "FFT", f_fail)
+                     + (f" No method's mean accuracy is above the majority share ({100 * means.min():.1f}–"
+                        f"{100 * means.max():.1f} %): the task is not learnt at this scale, so its failures say "
+                        "little about seed-induced instability." if not above else ""))
+    out["wwf_failures"] = " ".join(fails)
+    spread = []
+    for c in columns:
+        f = 100 * by_seed("fft", c).dropna().to_numpy(float)
+        d = 100 * by_seed("dsgd", c).dropna().to_numpy(float)
+        if len(f) < 2 or len(d) < 2:
+            spread.append(f"{label(c)}: fewer than two runs, no spread")
+            continue
+        text = f"{label(c)}: std DSGD {d.std(ddof=1):.1f}, FFT {f.std(ddof=1):.1f} points"
+        flat = [m for m, x in (("DSGD", d), ("FFT", f)) if stats.is_constant(x)]
+        if flat:
+            text += f" (no variance test: every {flat[0]} run ended at one accuracy)"
+        else:
+            p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
+            text += ", " + levene_clause(p, d.std(ddof=1), f.std(ddof=1))
+        spread.append(text)
+    out["wwf_spread"] = "; ".join(spread) + "."
+    acc = frame.groupby(["method", "seed"])["accuracy"].mean().groupby("method").mean()
+    best = "fft" if acc["fft"] >= acc.max() - 1e-12 else str(acc.idxmax())  # a tie with FFT is no gain
+    name = METHOD_NAMES.get(best, best)
+    out["wwf_best"] = (f"Highest ACC: {name} ({100 * acc[best]:.1f} %"
+                       + (f", FFT {100 * acc['fft']:.1f} %)" if best != "fft" else ")")
+                       + (". " + values_sentence(name, by_seed(best, None), "FFT", by_seed("fft", None), what="ACC")
+                          if best not in ("fft", "dsgd") else "; DSGD against FFT is the first point above." if best == "dsgd" else "."))
+    return out
