@@ -373,3 +373,43 @@ def test_multitask_summary_by_hand():
     assert "B: std DSGD 0.0, FFT 0.0 points (no variance test: every DSGD run ended at one accuracy)" in v["wwf_spread"]
     assert v["wwf_best"] == "Highest ACC: FFT (66.0 %)."
     assert all(s.startswith("Not measured") for k, s in M.what_we_found(None, "x").items() if k != "wwf_source")
+
+
+# ------------------------------------------------------------------ sensitivity
+def _sens_frame(rows):
+    return pd.DataFrame([{"arm": a, "seed": s, "accuracy": acc, "failed": f} for a, s, acc, f in rows])
+
+
+def test_sensitivity_summary_by_hand():
+    from dsgd.chapters import sensitivity as S
+
+    parts = {"a": ["FFT", "DSGD", "static 0.1", "static 0.5", "cosine"], "b": ["FFT", "DSGD", "τ = 0", "τ = 0.5"],
+             "c": ["FFT", "DSGD", "LoRA r=8"], "f": ["FFT", "DSGD", "floor 0.5"]}
+    # stored: FFT fails on seeds 0, 1 of 5, DSGD on all 5, floor 0.5 on seed 0 only, static 0.5 on none
+    Q = _sens_frame([("FFT", s, 0.8, s < 2) for s in range(5)] + [("DSGD", s, 0.65, True) for s in range(5)]
+                    + [("floor 0.5", s, 0.75, s == 0) for s in range(5)] + [("static 0.5", s, 0.8, False) for s in range(5)])
+    G = _sens_frame([("FFT", s, 0.7, False) for s in range(3)] + [("DSGD", s, 0.7, s == 0) for s in range(3)]
+                    + [("τ = 0", s, 0.6, True) for s in range(3)])
+    v = {"a_stored_verdict": "contradicted", "a_stored_pref": "DSGD", "a_stored_other": "static 0.5",
+         "a_stored_diff": -15.0, "a_stored_ci": "[-15.0, -15.0]", "a_stored_n": 5,
+         "b_stored_verdict": "no data", "b_grid_verdict": "too few seeds", "b_grid_pref": "DSGD",
+         "b_grid_other": "τ = 0", "b_grid_diff": 10.0, "b_grid_ci": "[+10.0, +10.0]", "b_grid_n": 3,
+         "f_stored_best": "floor 0.5", "f_stored_best_diff": 10.0, "f_stored_best_ci": "[+10.0, +10.0]"}
+    w = S.what_we_found(G, Q, parts, v, "grid", "stored")
+    # stored: 2/5 [0.05, 0.85] and 5/5 [0.48, 1]; 3 discordant seeds against DSGD -> McNemar p = 0.25
+    assert w["wwf_dsgd"].startswith("“stored”: FFT failed on 2/5 (0.40, 95 % CI 0.05–0.85) seeds, DSGD on 5/5 "
+                                    "(1.00, 95 % CI 0.48–1.00). On the 5 shared seeds DSGD failed more often than FFT "
+                                    "(5 vs 2; exact McNemar p = 0.25")
+    assert "“grid”: FFT failed on 0/3" in w["wwf_dsgd"] and "(1 vs 0; exact McNemar p = 1" in w["wwf_dsgd"]
+    # (a) is decided on the stored set; the failures of its arms there: static > 0.1 0/5, the schedules 5/5
+    assert w["wwf_a"].startswith("In “stored” (5 paired seeds), the better of the ascending and cosine schedules "
+                                 "(DSGD) against the best of the others (static 0.5): -15.0 points")
+    assert "verdict: contradicted" in w["wwf_a"] and "static γ > 0.1 0/5 (0.00, 95 % CI 0.00–0.52)" in w["wwf_a"]
+    assert "the three schedules 5/5" in w["wwf_a"] and "static γ = 0.1" not in w["wwf_a"]  # no such run: left out
+    # (b): the stored set decides nothing ("no data"), so the grid is read, as on the findings page
+    assert w["wwf_b"].startswith("In “grid” (3 paired seeds), τ = 1 (DSGD) against the best of the others (τ = 0)")
+    assert "verdict: too few seeds" in w["wwf_b"] and "τ ≤ 0.1 3/3" in w["wwf_b"]
+    assert w["wwf_c"].startswith("Not checked in this profile")
+    # (f): floor 0.5 vs DSGD on the stored set: 1 vs 5 failures, 4 discordant seeds -> p = 2 / 2^4 = 0.125
+    assert "the variant with the largest gain over DSGD is floor 0.5: +10.0 points" in w["wwf_f"]
+    assert "It failed on 1/5 (0.20" in w["wwf_f"] and "(1 vs 5; exact McNemar p = 0.125" in w["wwf_f"]

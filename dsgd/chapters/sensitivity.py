@@ -811,3 +811,117 @@ def chapter_findings(v: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(dict(key=f"guideline_{part}", source="paper", claim=claim, measured=measured, setting=where,
                          verdict=finding_verdict(v.get(f"{part}_{src}_verdict")), section=""))
     return rows
+
+
+# ------------------------------------------------------------------ the page's top and bottom
+def chapter_frames(P: dict[str, Any]) -> tuple[list[str], pd.DataFrame]:
+    """``(arms in page order, stored frame)``: the arms of this profile's grid and the
+    :func:`outcome_frame` of the stored runs of its real setting (empty without one)."""
+    arms, parts = chapter_arms(P["static_gammas"], P["schedules"], P["taus"], P["peft"], P["variants"], P["peft_lr"])
+    order = list(dict.fromkeys(a for p in PARTS for a in parts[p]))
+    if not P.get("real_setting"):
+        return order, outcome_frame([])
+    cfgs = grid_configs(setting_config(P["real_setting"]), arms, P["real_seeds"])
+    ids = {c.run_id() for c in cfgs}
+    records, _ = load_stored_sets([resolve_folder(f) for f in P.get("stored_sets") or []])
+    return order, outcome_frame([r for r in records if r["run_id"] in ids])
+
+
+def headline_figure(P: dict[str, Any]):
+    """The page's headline: every stored run of the real setting, one dot per seed and arm
+    (every setting of the sensitivity grid), coloured by verdict, with the majority-class
+    rate. Returns the figure, or None (printing why) when nothing is stored."""
+    from dsgd.report import strip_plot
+
+    order, Q = chapter_frames(P)
+    if not len(Q):
+        print("No stored runs in this profile: the grid is computed further down, and each part "
+              "draws its runs.")
+        return None
+    model = P["real_setting"].get("model", "")
+    fig = strip_plot(Q.assign(setting=f"{model}, stored runs ({len(Q)})"), group_by="setting", rows="arm",
+                     order=[a for a in order if a in set(Q["arm"])], figsize_per=(11.0, 3.8))
+    return fig
+
+
+def _source_of(v: dict[str, Any], part: str) -> str:
+    """The source a guideline's finding reads (as :func:`chapter_findings`): the stored set
+    where it decides a verdict, else the grid computed in the build."""
+    return "stored" if finding_verdict(v.get(f"{part}_stored_verdict")) != "not testable at this scale" else "grid"
+
+
+def what_we_found(G: pd.DataFrame, Q: pd.DataFrame, parts: dict[str, list[str]], v: dict[str, Any],
+                  grid_name: str, real_name: str) -> dict[str, str]:
+    """The closing bullets from the frames the parts show (``G`` the grid computed in the
+    build, ``Q`` the stored runs) and the claim checks they glued (``v``, the results
+    values): DSGD against FFT in failures on both sources (exact intervals, exact McNemar);
+    guidelines (a)–(c) with the paired bootstrap difference and verdict of the source the
+    findings page uses, beside the failures of the arms the claim is about; and the best
+    variant of part (f) against DSGD."""
+    from dsgd.chapters._common import failure_text, failures_sentence
+
+    frames = {"grid": (G, grid_name), "stored": (Q, real_name)}
+
+    def flags(df: pd.DataFrame, arms: Sequence[str]) -> list[bool]:
+        return [bool(x) for x in df[df["arm"].isin(arms)]["failed"]] if len(df) else []
+
+    def by_seed(df: pd.DataFrame, arm: str) -> pd.Series:
+        g = df[df["arm"] == arm] if len(df) else df
+        return pd.Series(g["failed"].to_numpy(bool), index=g["seed"].to_numpy()) if len(g) else pd.Series(dtype=bool)
+
+    out = {}
+    pair = []
+    for src in ("stored", "grid"):
+        df, name = frames[src]
+        if len(df) and {FFT, DSGD} <= set(df["arm"]):
+            pair.append(f"“{name}”: FFT failed on {failure_text(flags(df, [FFT]))} seeds, DSGD on "
+                        f"{failure_text(flags(df, [DSGD]))}. "
+                        + failures_sentence("DSGD", by_seed(df, DSGD), "FFT", by_seed(df, FFT)))
+    out["wwf_dsgd"] = " ".join(pair) or "No source holds both FFT and DSGD runs."
+
+    def claim(part: str, what: str, groups: list[tuple[str, list[str]]]) -> str:
+        src = _source_of(v, part)
+        df, name = frames[src]
+        key = f"{part}_{src}"
+        if f"{key}_verdict" not in v:
+            return f"Not checked in this profile (“{name}”)."
+        d = v.get(f"{key}_diff")
+        diff = f"{d:+.1f} points" if isinstance(d, (int, float)) else "no difference measured"
+        pref = v.get(f"{key}_pref")
+        text = (f"In “{name}” ({v.get(f'{key}_n')} paired seeds), {what}" + (f" ({pref})" if pref != what else "")
+                + f" against the best of the others ({v.get(f'{key}_other')}): {diff} (95 % paired bootstrap "
+                f"interval {v.get(f'{key}_ci')}), verdict: {v.get(f'{key}_verdict')}.")
+        fails = [f"{label} {failure_text(flags(df, arms))}" for label, arms in groups if flags(df, arms)]
+        return text + (" Failed runs: " + ", ".join(fails) + "." if fails else "")
+
+    static = [a for a in parts.get("a", []) if a.startswith("static")]
+    static_hi = [a for a in static if float(a.split()[1]) > 0.1]
+    schedules = [a for a in (DSGD, "cosine", "descending") if a in parts.get("a", [])]
+    out["wwf_a"] = claim("a", "the better of the ascending and cosine schedules",
+                         [("static γ > 0.1", static_hi), ("static γ = 0.1", [a for a in static if a == "static 0.1"]),
+                          ("the three schedules", schedules), ("FFT", [FFT])])
+    taus = [a for a in parts.get("b", []) if a.startswith("τ")]
+    small = [a for a in taus if float(a.split("=")[1]) <= 0.1]
+    out["wwf_b"] = claim("b", "τ = 1", [("τ ≤ 0.1", small), ("0.1 < τ < 1", [a for a in taus if a not in small]),
+                                               ("τ = 1", [DSGD])])
+    peft = [a for a in parts.get("c", []) if a not in (FFT, DSGD)]
+    out["wwf_c"] = claim("c", "DSGD", [("PEFT", peft), ("FFT", [FFT]), ("DSGD", [DSGD])])
+    # part (f): the stored set where the best variant has at least five seeds paired with DSGD
+    best = None
+    for src in ("stored", "grid"):
+        df, name = frames[src]
+        arm = v.get(f"f_{src}_best")
+        if arm in (None, "–") or not len(df):
+            continue
+        c = failures_sentence(arm, by_seed(df, arm), "DSGD", by_seed(df, DSGD))
+        n = len(set(by_seed(df, arm).index) & set(by_seed(df, DSGD).index))
+        if n >= 5 or src == "grid":
+            d = v.get(f"f_{src}_best_diff")
+            best = (f"In “{name}”, the variant with the largest gain over DSGD is {arm}: "
+                    + (f"{d:+.1f} points" if isinstance(d, (int, float)) else "no difference measured")
+                    + f" (95 % paired bootstrap interval {v.get(f'f_{src}_best_ci')}; picked after the fact among "
+                    f"{len([a for a in parts.get('f', []) if a not in (FFT, DSGD)])} variants). "
+                    f"It failed on {failure_text(flags(df, [arm]))} seeds. " + c)
+            break
+    out["wwf_f"] = best or "No variant of part (f) was run in this profile."
+    return out
