@@ -119,3 +119,20 @@ def test_grid_and_bad_arm():
     assert g[0].eval_size is None and {c.schedule_kwargs.get("floor") for c in g} == {None, 0.5}
     with pytest.raises(ValueError, match="unknown arm"):
         rg.grid({**P, "arms": ["fft", "dsgd-flor"]})
+
+
+def test_balanced_setting_is_found_by_its_task_label():
+    from types import SimpleNamespace
+
+    recs = [_rec("fft", s, "success", 0.9) for s in range(2)]
+    bal = [_rec("fft", s, "collapsed", 0.5) for s in range(2)] + [_rec("dsgd", s, "success", 0.8) for s in range(2)]
+    for r in bal:
+        r["config"]["task_kwargs"] = {"class_balance": "downsample"}
+        r["run_id"] += "-bal"
+    df = rg.run_frame(recs + bal)
+    ch = SimpleNamespace(df=df, main_task="t")
+    assert rg.balanced_setting(ch) == "t (class-balanced), 150 steps"
+    c = rg.paired_comparisons(df)
+    row = c[(c["setting"] == "t (class-balanced), 150 steps") & (c["arm"] == "DSGD")].iloc[0]
+    assert (row["only arm failed"], row["only reference failed"]) == (0, 2) and row["direction"] == "less often"
+    assert rg.balanced_setting(SimpleNamespace(df=rg.run_frame(recs), main_task="t")) is None

@@ -424,6 +424,14 @@ def short_setting(ch: Chapter) -> str:
     return main[0] if main else setting_order(df)[0]
 
 
+def balanced_setting(ch: Chapter) -> str | None:
+    """The class-balanced version of :func:`short_setting` (same budget and optimiser), if
+    the set holds one (:mod:`dsgd.data.balance`)."""
+    short = short_setting(ch)
+    name = short.replace(ch.main_task, f"{ch.main_task} (class-balanced)", 1)
+    return name if name != short and name in set(ch.df["setting"]) else None
+
+
 def short_steps(ch: Chapter) -> int:
     """The budget (optimizer steps) of :func:`short_setting`."""
     df = ch.df
@@ -585,7 +593,8 @@ class Chapter:
             if t not in self.pi:
                 self.pi[t] = train_majority_share(r["config"])
         self.df = run_frame(self.records, self.pi)
-        self.main_task = self.df["task"].value_counts().idxmax()
+        plain = self.df[~self.df["task"].str.endswith("(class-balanced)")]
+        self.main_task = (plain if len(plain) else self.df)["task"].value_counts().idxmax()
         self.minutes = (time.perf_counter() - t0) / 60
         self.comparisons = paired_comparisons(self.df)
         self.logrank = logrank_table(self.df)
@@ -630,6 +639,18 @@ def headline_values(ch: Chapter) -> dict[str, Any]:
         row = _cmp(ch, short, a)
         v[f"{key}_short_vs_fft"] = comparison_sentence(row) if row is not None else (
             f"{a} was not run on this setting." if a != "FFT" else "")
+    bal = balanced_setting(ch)
+    if bal is None:
+        v["balanced_sentence"] = ("No class-balanced version of the main setting is stored yet, so "
+                                  "whether DSGD's effect depends on the imbalance is not testable here.")
+    else:
+        gb = df[df["setting"] == bal]
+        r = {a: stats.rate_ci(int(x["failed"].sum()), len(x)) for a, x in gb.groupby("arm")}
+        row = _cmp(ch, bal, "DSGD")
+        v["balanced_sentence"] = (
+            f"On the same task made class-balanced (equal class counts in both splits, same budget), "
+            f"FFT failed on {r.get('FFT', 'no runs')} and DSGD on {r.get('DSGD', 'no runs')}. "
+            + (comparison_sentence(row) if row is not None else ""))
     esc = escape_verdict(df, task)
     v["escape_kind"] = esc["kind"]
     v["escape_sentence"] = (
@@ -816,6 +837,22 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
     rows = [fails_less("dsgd_fails_less", "paper", "DSGD",
                        "DSGD makes fine-tuning fail on fewer seeds than plain fine-tuning (FFT).",
                        f"FFT failed on {v['fft_short']}, DSGD on {v['dsgd_short']}. ")]
+    bal = balanced_setting(ch)
+    if bal is not None:
+        g = df[df["setting"] == bal]
+        rates = {a: stats.rate_ci(int(x["failed"].sum()), len(x)) for a, x in g.groupby("arm")
+                 if a in ("FFT", "DSGD")}
+        if len(rates) == 2:
+            row = _cmp(ch, bal, "DSGD")
+            rows.append(dict(key="dsgd_fails_less_balanced", source="paper",
+                             claim="DSGD makes fine-tuning fail on fewer seeds than FFT, on the same task "
+                                   "made class-balanced (majority share 1/2).",
+                             measured=(f"FFT failed on {rates['FFT']}, DSGD on {rates['DSGD']}. "
+                                       + (comparison_sentence(row) if row is not None else "")),
+                             setting=setting.replace(ch.main_task, f"{ch.main_task} (class-balanced: "
+                                                     "equal class counts in both splits)"),
+                             verdict=_verdict_from_test(row, "less often"),
+                             section="failure-rates-per-setting"))
     esc = escape_verdict(df, ch.main_task)
     rows.append(dict(key="dsgd_late_escape", source="beyond the paper",
                      claim="DSGD only slows fine-tuning down: with a longer budget its failed seeds succeed.",
