@@ -136,3 +136,18 @@ def test_balanced_setting_is_found_by_its_task_label():
     row = c[(c["setting"] == "t (class-balanced), 150 steps") & (c["arm"] == "DSGD")].iloc[0]
     assert (row["only arm failed"], row["only reference failed"]) == (0, 2) and row["direction"] == "less often"
     assert rg.balanced_setting(SimpleNamespace(df=rg.run_frame(recs), main_task="t")) is None
+
+
+def test_candidate_verdict_says_whether_a_difference_is_significant():
+    recs = [_rec("pcgrad", s, "success", 0.9) for s in range(4)]
+    recs += [_rec("fft", s, v, a) for s, v, a in [(0, "collapsed", 0.65), (1, "collapsed", 0.65),
+                                                  (2, "success", 0.9), (3, "success", 0.9)]]
+    recs += [_rec("pcgrad-head", s, v, a) for s, v, a in [(0, "collapsed", 0.65), (1, "collapsed", 0.65),
+                                                          (2, "success", 0.9), (3, "success", 0.9)]]
+    df = rg.run_frame(recs)
+    t = rg.candidates_table(df, "t, 150 steps", {})
+    s = rg.candidate_verdict(t, "PCGrad, head only")
+    # 2 seeds where only the candidate failed: exact McNemar p = 2 * 0.5**2 = 0.5
+    assert s.startswith("PCGrad, head only failed more often than PCGrad")
+    assert "p = 0.5" in s and "not significant" in s
+    assert "against FFT it failed as often (2 vs 2" in s

@@ -720,6 +720,12 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
         for s in setting_order(ch.df):
             if s.startswith(t + ","):
                 row = _cmp(ch, s, "DSGD")
+                g = ch.df[ch.df["setting"] == s]
+                if len(g) and bool(g["failed"].all()):
+                    sents.append(f"On the balanced task {t} (π = {ch.pi[t]:.3f}): not testable, because "
+                                 f"every one of its {len(g)} runs failed (the model did not learn the task "
+                                 "in this budget, whatever the method).")
+                    continue
                 if row is not None:
                     ok5 = bool(row["arm failed"] <= row["reference failed"])
                     fft_f = int(row["reference failed"])
@@ -779,6 +785,10 @@ def candidates_table(df: pd.DataFrame, setting: str, ratios: dict[str, float]) -
     return out
 
 
+def _sig(p_holm: float) -> str:
+    return "significant" if p_holm < 0.05 else "not significant"
+
+
 def candidate_verdict(t: pd.DataFrame, name: str) -> str:
     """One sentence: does candidate ``name`` match PCGrad's stability on the shared seeds?"""
     row = t[t["method"] == name]
@@ -794,10 +804,11 @@ def candidate_verdict(t: pd.DataFrame, name: str) -> str:
     if "FFT failed (shared seeds)" in r and not pd.isna(r.get("p vs FFT")):
         kf, kc = int(r["FFT failed (shared seeds)"]), int(r["failed (seeds shared with FFT)"])
         vs_fft = (f"; against FFT it failed {direction(kc, kf)} ({kc} vs {kf}, {stats.p_text(r['p vs FFT'])}, "
-                  f"Holm-adjusted {stats.p_text(r['p vs FFT (Holm)'])})")
+                  f"Holm-adjusted {stats.p_text(r['p vs FFT (Holm)'])}; {_sig(r['p vs FFT (Holm)'])})")
     cost = ("" if pd.isna(r["CPU time / FFT"]) else f", at {r['CPU time / FFT']:.2f}× FFT's CPU time per step")
     return (f"{name} {word} on the shared seeds ({k} vs {kp} failed, exact McNemar "
-            f"{stats.p_text(r['p vs PCGrad'])}, Holm-adjusted {stats.p_text(r['p vs PCGrad (Holm)'])}){vs_fft}"
+            f"{stats.p_text(r['p vs PCGrad'])}, Holm-adjusted {stats.p_text(r['p vs PCGrad (Holm)'])}; "
+            f"{_sig(r['p vs PCGrad (Holm)'])}){vs_fft}"
             f"; failure rate {rate}{cost}.")
 
 
