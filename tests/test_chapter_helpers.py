@@ -338,3 +338,37 @@ def test_vision_and_multitask_findings_by_hand():
     assert "B: DSGD failed on 4, FFT on 2" in got["table6_failures"]["measured"]
     # ACC per seed: FFT (0.9 + 0.6)/2, DSGD (0.9 + 0.5)/2 -> -5 points on all 4 seeds, Wilcoxon p = 2/16
     assert got["table6_acc"]["verdict"] == "not resolved" and "-5.00 points" in got["table6_acc"]["measured"]
+
+
+def test_figure_explorer_redraws_when_a_control_changes():
+    import ipywidgets as widgets
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dsgd.chapters._common import figure_explorer
+
+    calls = []
+
+    def draw(k: int):
+        calls.append(k)
+        fig, ax = plt.subplots()
+        ax.plot(range(k + 2))
+        return fig
+
+    slider = widgets.IntSlider(value=1, min=0, max=5)
+    box = figure_explorer(draw, {"k": slider})
+    image = box.children[1]
+    first = image.value
+    assert calls == [1] and first[:8] == b"\x89PNG\r\n\x1a\n"
+    slider.value = 4
+    assert calls == [1, 4] and image.value != first
+    assert len(plt.get_fignums()) == 0  # every figure closed after rendering
+
+
+def test_schedule_widget_builds_without_output_capture():
+    from dsgd.chapters.getting_started import schedule_widget
+
+    box = schedule_widget()
+    assert type(box.children[1]).__name__ == "Image"

@@ -258,3 +258,35 @@ def levene_clause(p: float, a_std: float, b_std: float, a_name: str = "DSGD", b_
     word = "no different from" if p >= 0.05 else "smaller than" if a_std < b_std else "larger than"
     return (f"{a_name}'s spread {word} {b_name}'s (Levene {stats.p_text(p)}, "
             + ("not significant)" if p >= 0.05 else "significant at the 5 % level)"))
+
+
+# ------------------------------------------------------------------- explorers
+def figure_explorer(draw: Any, controls: dict[str, Any]) -> Any:
+    """An ipywidgets explorer: ``controls`` (name -> widget) above an ``Image`` of the
+    figure ``draw(**values)`` returns, redrawn whenever a control changes.
+
+    Why not ``ipywidgets.interact``: its Output widget captures the plot through
+    ``clear_output(wait=True)``, and executing such a cell non-interactively (papermill /
+    nbclient) deadlocks now and then (nbclient issue #312, nbconvert #1921). An Image widget
+    needs no output capture: the executed page embeds the first figure in the widget state,
+    and in Jupyter or Colab the controls redraw it."""
+    import io
+
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def png() -> bytes:
+        fig = draw(**{k: w.value for k, w in controls.items()})
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        return buf.getvalue()
+
+    image = widgets.Image(value=png(), format="png")
+
+    def redraw(_change: Any = None) -> None:
+        image.value = png()
+
+    for w in controls.values():
+        w.observe(redraw, names="value")
+    return widgets.VBox([widgets.HBox(list(controls.values())), image])

@@ -123,18 +123,21 @@ def schedule_panels(choices: Sequence[tuple[str, float]] = (("linear", 1.0), ("c
 
 
 def schedule_widget():
-    """An ipywidgets explorer of :func:`plot_schedule` (schedule and tau)."""
+    """An explorer of :func:`plot_schedule` (schedule and tau): controls above the figure."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    def show(name: str, tau: float) -> None:
+    from dsgd.chapters._common import figure_explorer
+
+    def draw(name: str, tau: float) -> Any:
         fig, ax = plt.subplots(figsize=(6, 3.2))
         plot_schedule(name, tau, ax)
         ax.legend(fontsize=7)
-        plt.show()
+        return fig
 
-    return widgets.interact(show, name=widgets.Dropdown(options=list(SCHEDULE_NAMES), value="linear"),
-                            tau=widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05))
+    return figure_explorer(draw, {
+        "name": widgets.Dropdown(options=list(SCHEDULE_NAMES), value="linear", description="schedule"),
+        "tau": widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="τ")})
 
 
 # ------------------------------------------------------------------ what we found

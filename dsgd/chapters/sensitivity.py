@@ -756,20 +756,23 @@ def shown_value(R: Any, key: str, fmt: str = "+.2f") -> str:
 
 
 def choice_widget(sources: dict[str, Sequence[dict[str, Any]]], taus: Sequence[float]):
-    """An ipywidgets explorer of :func:`plot_choice`: schedule, tau and the set of runs."""
+    """An explorer of :func:`plot_choice`: schedule, tau and the set of runs above the figure."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    def show(schedule: str = "linear", tau: float = 1.0, source: str = next(iter(sources))) -> None:
+    from dsgd.chapters._common import figure_explorer
+
+    def draw(schedule: str, tau: float, source: str) -> Any:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
         plot_choice(axes, sources[source], schedule, tau, title=f"{source}: {choice_label(schedule, tau)}")
-        plt.tight_layout()
-        plt.show()
+        fig.tight_layout()
+        return fig
 
-    return widgets.interact(
-        show, schedule=widgets.Dropdown(options=["linear", "cosine", "descending", "constant"], value="linear"),
-        tau=widgets.SelectionSlider(options=list(taus), value=1.0, description="τ"),
-        source=widgets.Dropdown(options=list(sources), value=next(iter(sources))))
+    return figure_explorer(draw, {
+        "schedule": widgets.Dropdown(options=["linear", "cosine", "descending", "constant"], value="linear",
+                                     description="schedule"),
+        "tau": widgets.SelectionSlider(options=list(taus), value=1.0, description="τ"),
+        "source": widgets.Dropdown(options=list(sources), value=next(iter(sources)), description="runs")})
 
 
 # ------------------------------------------------------------------ findings page
