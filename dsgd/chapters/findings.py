@@ -42,7 +42,10 @@ def counts(df: pd.DataFrame) -> dict[str, int]:
 def to_html(df: pd.DataFrame) -> str:
     """The findings table as HTML, with a link from each row to the section that shows it
     (chapters are pages beside this one in ``notebooks/``)."""
-    head = ("<table class='findings'><thead><tr><th>claim</th><th>what this book measured</th>"
+    head = ("<table class='findings' style='width:100%;font-size:0.85em;table-layout:fixed'>"
+            "<colgroup><col style='width:22%'><col style='width:44%'><col style='width:18%'>"
+            "<col style='width:9%'><col style='width:7%'></colgroup>"
+            "<thead><tr><th>claim</th><th>what this book measured</th>"
             "<th>setting and scale</th><th>verdict</th><th>where</th></tr></thead><tbody>")
     body = []
     for _, r in df.iterrows():
@@ -50,7 +53,7 @@ def to_html(df: pd.DataFrame) -> str:
         colour = VERDICT_STYLE.get(r["verdict"], "#000")
         href = f"{r['chapter']}.html" + (f"#{r['section']}" if r["section"] else "")
         body.append(
-            f"<tr><td>{html.escape(r['claim'])}{src}</td><td>{html.escape(r['measured'])}</td>"
+            f"<tr style='vertical-align:top'><td>{html.escape(r['claim'])}{src}</td><td>{html.escape(r['measured'])}</td>"
             f"<td>{html.escape(r['setting'])}</td>"
             f"<td><strong style='color:{colour}'>{html.escape(r['verdict'])}</strong></td>"
             f"<td><a href='{href}'>{html.escape(r['chapter'])}</a></td></tr>")
