@@ -151,3 +151,10 @@ def test_candidate_verdict_says_whether_a_difference_is_significant():
     assert s.startswith("PCGrad, head only failed more often than PCGrad")
     assert "p = 0.5" in s and "not significant" in s
     assert "against FFT it failed as often (2 vs 2" in s
+
+
+@pytest.mark.parametrize("arm, ref, sig, want", [(5, 5, False, "holds"), (6, 5, False, "not resolved"),
+                                                 (19, 8, True, "does not hold"), (2, 5, False, "holds")])
+def test_harm_gone_reads_the_paired_test(arm, ref, sig, want):
+    row = pd.Series({"arm failed": arm, "reference failed": ref, "significant": sig})
+    assert rg._harm_gone(row).startswith(want)

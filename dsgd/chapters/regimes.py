@@ -680,6 +680,15 @@ def _holds(ok: bool | None) -> str:
     return "not testable" if ok is None else "holds" if ok else "does not hold"
 
 
+def _harm_gone(row: pd.Series) -> str:
+    """Did DSGD's excess of failures over FFT vanish in a comparison row? "holds" when the
+    arm failed on no more seeds than FFT, "does not hold" when significantly more often
+    (Holm), "not resolved" when more often but not significantly so."""
+    if int(row["arm failed"]) <= int(row["reference failed"]):
+        return "holds"
+    return "does not hold" if bool(row["significant"]) else "not resolved (more failures, not significant)"
+
+
 def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
                        mech_all: pd.DataFrame | None = None) -> dict[str, Any]:
     """Each prediction of the resting-point argument, judged from the numbers: sentences
@@ -711,8 +720,7 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
     if row is None:
         out["pred_floor"] = "The harm vanishes with a floor above γ*: not testable (no such runs stored yet)."
     else:
-        ok4 = bool(row["arm failed"] <= row["reference failed"])
-        out["pred_floor"] = (f"The harm vanishes with a floor above γ* (0.75): {_holds(ok4)}. "
+        out["pred_floor"] = (f"The harm vanishes with a floor above γ* (0.75): {_harm_gone(row)}. "
                              + comparison_sentence(row))
     bal = [t for t, p in ch.pi.items() if abs(p - 0.5) < 0.02]
     sents = []
@@ -727,11 +735,10 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
                                  "in this budget, whatever the method).")
                     continue
                 if row is not None:
-                    ok5 = bool(row["arm failed"] <= row["reference failed"])
                     fft_f = int(row["reference failed"])
                     note = ("" if fft_f else " FFT itself never failed there, so this setting "
                             "cannot show a harm that vanishes, only one that appears.")
-                    sents.append(f"On the balanced task {t} (π = {ch.pi[t]:.3f}): {_holds(ok5)}. "
+                    sents.append(f"On the balanced task {t} (π = {ch.pi[t]:.3f}): {_harm_gone(row)}. "
                                  + comparison_sentence(row) + note)
     out["pred_balanced"] = (" ".join(sents) if sents else
                             "The harm vanishes on a balanced task: not testable (no balanced task stored yet).")
