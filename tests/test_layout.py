@@ -26,7 +26,8 @@ SHARED = "dsgd.chapters._common"
 PER_CHAPTER = 80
 TOTAL = 200
 FOLDED = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
-KNOWN_TAGS = FOLDED | {"parameters", "injected-parameters", "hide-output", "remove-output",
+KNOWN_TAGS = FOLDED | {"parameters", "full-width",  # sphinx-book-theme: content spans the margin
+                       "injected-parameters", "hide-output", "remove-output",
                        "raises-exception", "skip-execution"}
 
 

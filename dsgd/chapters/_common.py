@@ -290,3 +290,21 @@ def figure_explorer(draw: Any, controls: dict[str, Any]) -> Any:
     for w in controls.values():
         w.observe(redraw, names="value")
     return widgets.VBox([widgets.HBox(list(controls.values())), image])
+
+
+def spread_sentence(label: str, d: Any, f: Any) -> str:
+    """"<label>: std DSGD x, FFT y points, <Levene clause>" for two groups of accuracies in
+    points; no variance test when a group ended at one value, and says why."""
+    from scipy.stats import levene
+
+    from dsgd import stats
+
+    d, f = np.asarray(d, float), np.asarray(f, float)
+    if len(f) < 2 or len(d) < 2:
+        return f"{label}: fewer than two runs, no spread"
+    text = f"{label}: std DSGD {d.std(ddof=1):.1f}, FFT {f.std(ddof=1):.1f} points"
+    flat = [m for m, x in (("DSGD", d), ("FFT", f)) if stats.is_constant(x)]
+    if flat:
+        return text + f" (no variance test: every {flat[0]} run ended at one accuracy)"
+    p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
+    return text + ", " + levene_clause(p, d.std(ddof=1), f.std(ddof=1))

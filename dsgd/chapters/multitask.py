@@ -242,10 +242,8 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
     McNemar test, and whether any method beats the task's majority class on average; the
     spread per task (Levene, not run for a group that ended at one value); the method with
     the highest ACC."""
-    from scipy.stats import levene
-
     from dsgd import stats
-    from dsgd.chapters._common import failure_text, failures_sentence, levene_clause, values_sentence
+    from dsgd.chapters._common import failure_text, failures_sentence, spread_sentence, values_sentence
     from dsgd.diagnostics import failure_kind
 
     keys = ("wwf_acc", "wwf_tasks", "wwf_failures", "wwf_spread", "wwf_best")
@@ -286,17 +284,7 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
     for c in columns:
         f = 100 * by_seed("fft", c).dropna().to_numpy(float)
         d = 100 * by_seed("dsgd", c).dropna().to_numpy(float)
-        if len(f) < 2 or len(d) < 2:
-            spread.append(f"{label(c)}: fewer than two runs, no spread")
-            continue
-        text = f"{label(c)}: std DSGD {d.std(ddof=1):.1f}, FFT {f.std(ddof=1):.1f} points"
-        flat = [m for m, x in (("DSGD", d), ("FFT", f)) if stats.is_constant(x)]
-        if flat:
-            text += f" (no variance test: every {flat[0]} run ended at one accuracy)"
-        else:
-            p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
-            text += ", " + levene_clause(p, d.std(ddof=1), f.std(ddof=1))
-        spread.append(text)
+        spread.append(spread_sentence(label(c), d, f))
     out["wwf_spread"] = "; ".join(spread) + "."
     acc = frame.groupby(["method", "seed"])["accuracy"].mean().groupby("method").mean()
     best = "fft" if acc["fft"] >= acc.max() - 1e-12 else str(acc.idxmax())  # a tie with FFT is no gain

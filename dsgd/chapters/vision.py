@@ -491,7 +491,7 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
     not run for a group that ended at one value) beside the binomial standard error of one
     run, and the method with the highest mean accuracy against FFT."""
     from dsgd import stats
-    from dsgd.chapters._common import failure_text, levene_clause, values_sentence
+    from dsgd.chapters._common import failure_text, spread_sentence, values_sentence
     from dsgd.diagnostics import failure_kind
 
     keys = ("wwf_accuracy", "wwf_tail", "wwf_failures", "wwf_spread", "wwf_best")
@@ -523,22 +523,11 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
                            + (". With no failed FFT run there is no seed-induced failure here for DSGD to remove."
                               if not any(failed["fft"]) else "."))
     spread = []
-    from scipy.stats import levene
-
     for s in settings:
         f = 100 * by_seed("fft", s, "accuracy").dropna().to_numpy(float)
         d = 100 * by_seed("dsgd", s, "accuracy").dropna().to_numpy(float)
-        if len(f) < 2 or len(d) < 2:
-            spread.append(f"{s}: fewer than two runs, no spread")
-            continue
-        text = f"{s}: std DSGD {d.std(ddof=1):.1f}, FFT {f.std(ddof=1):.1f} points"
-        flat = [m for m, x in (("DSGD", d), ("FFT", f)) if stats.is_constant(x)]
-        if flat:
-            text += f" (no variance test: every {flat[0]} run ended at one accuracy)"
-        else:
-            p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
-            text += ", " + levene_clause(p, d.std(ddof=1), f.std(ddof=1))
-        if isinstance(n_eval, (int, float)) and n_eval:
+        text = spread_sentence(s, d, f)
+        if len(f) >= 2 and len(d) >= 2 and isinstance(n_eval, (int, float)) and n_eval:
             a = f.mean() / 100
             text += f"; one run's binomial standard error ≈ {100 * (a * (1 - a) / float(n_eval)) ** 0.5:.1f} points"
         spread.append(text)
