@@ -158,3 +158,11 @@ def test_candidate_verdict_says_whether_a_difference_is_significant():
 def test_harm_gone_reads_the_paired_test(arm, ref, sig, want):
     row = pd.Series({"arm failed": arm, "reference failed": ref, "significant": sig})
     assert rg._harm_gone(row).startswith(want)
+
+
+def test_failure_table_shows_balanced_accuracy_beside_accuracy():
+    recs = [_rec("fft", 0, "success", 0.9), _rec("fft", 1, "collapsed", 0.65)]
+    recs[0]["metrics"]["balanced_accuracy"], recs[1]["metrics"]["balanced_accuracy"] = 0.8, 0.5
+    t = rg.failure_table(rg.run_frame(recs)).set_index("arm")
+    assert t.loc["FFT", "accuracy %"] == pytest.approx(77.5)
+    assert t.loc["FFT", "balanced accuracy %"] == pytest.approx(65.0)
