@@ -166,3 +166,18 @@ def test_failure_table_shows_balanced_accuracy_beside_accuracy():
     t = rg.failure_table(rg.run_frame(recs)).set_index("arm")
     assert t.loc["FFT", "accuracy %"] == pytest.approx(77.5)
     assert t.loc["FFT", "balanced accuracy %"] == pytest.approx(65.0)
+
+
+def test_mechanism_reads_the_main_task_only():
+    from types import SimpleNamespace
+
+    main = [_rec("fft", 0, "success", 0.9), _rec("dsgd", 0, "collapsed", 0.65),
+            _rec("dsgd", 1, "success", 0.9, steps=300)]
+    bal = _rec("dsgd", 2, "success", 0.8)
+    bal["config"]["task_kwargs"] = {"class_balance": "downsample"}
+    nobc = _rec("dsgd", 3, "collapsed", 0.65)
+    nobc["config"]["adam_bias_correction"] = False
+    recs = main + [bal, nobc]
+    ch = SimpleNamespace(records=recs, df=rg.run_frame(recs), main_task="t")
+    assert [r["config"]["seed"] for r in rg.mechanism_records(ch)] == [0, 0]
+    assert [r["config"]["seed"] for r in rg.mechanism_records(ch, short_only=False)] == [0, 0, 1]

@@ -360,6 +360,17 @@ def train_majority_share(cfg: dict[str, Any] | RunConfig) -> float:
     return float(np.bincount(y).max() / y.size)
 
 
+def mechanism_records(ch: Chapter, short_only: bool = True) -> list[dict[str, Any]]:
+    """The runs the mechanism section reads: the main task as stored (not its class-balanced
+    version), AdamW with bias correction, every method; at the short budget only, or every
+    budget stored."""
+    steps = short_steps(ch)
+    return [r for r in ch.records
+            if task_label(r["config"]) == ch.main_task and r["config"]["method"] != "fft-nobc"
+            and r["config"].get("adam_bias_correction") is not False
+            and (not short_only or budget_steps(r) == steps)]
+
+
 def mechanism_frame(records: Iterable[dict[str, Any]], pi: float) -> pd.DataFrame:
     """Per run, the checks the resting-point argument predicts, split at the step where the
     run's γ_t first exceeds γ* = (1 − π)/π (FFT: γ ≡ 1, so "before" is empty and the whole
