@@ -181,3 +181,23 @@ def test_mechanism_reads_the_main_task_only():
     ch = SimpleNamespace(records=recs, df=rg.run_frame(recs), main_task="t")
     assert [r["config"]["seed"] for r in rg.mechanism_records(ch)] == [0, 0]
     assert [r["config"]["seed"] for r in rg.mechanism_records(ch, short_only=False)] == [0, 0, 1]
+
+
+def _cand_frame(n_cand_fail, n_fft_fail, n=10):
+    # PCGrad never fails; FFT fails on the first n_fft_fail seeds; the candidate on the first n_cand_fail
+    recs = [_rec("pcgrad", s, "success", 0.9) for s in range(n)]
+    recs += [_rec("fft", s, "collapsed" if s < n_fft_fail else "success", 0.65 if s < n_fft_fail else 0.9)
+             for s in range(n)]
+    recs += [_rec("balanced", s, "collapsed" if s < n_cand_fail else "success", 0.65 if s < n_cand_fail else 0.9)
+             for s in range(n)]
+    return rg.candidates_table(rg.run_frame(recs), "t, 150 steps", {})
+
+
+def test_candidates_verdict_needs_a_significant_gain_over_fft():
+    # 0 vs 8 failures on 10 seeds: McNemar p = 2 * 0.5**8 = 0.0078; Holm over the table's
+    # three tests (PCGrad vs FFT, candidate vs FFT, candidate vs PCGrad) keeps it below 0.05
+    assert rg.candidates_verdict(_cand_frame(0, 8))[0] == "supported"
+    # 0 vs 3: p = 0.25, matching PCGrad proves nothing yet
+    assert rg.candidates_verdict(_cand_frame(0, 3))[0] == "not resolved"
+    # 8 of 10 failed where PCGrad never did: p = 0.0078 against PCGrad
+    assert rg.candidates_verdict(_cand_frame(8, 8))[0] == "contradicted"
