@@ -146,6 +146,21 @@ def failure_text(failed: Sequence[bool]) -> str:
     return stats.format_rate(stats.rate_ci(sum(flags), len(flags)))
 
 
+def failure_direction(k_a: int, k_b: int) -> str:
+    """"more often", "less often" or "as often": A's failure count against B's."""
+    return "more often" if k_a > k_b else "less often" if k_a < k_b else "as often"
+
+
+def stored_records_or_note(stored_set: str) -> list[dict[str, Any]]:
+    """The finished records of a chapter's stored set for its headline figure; with none
+    (a profile without a stored set) it prints where the page draws its runs instead."""
+    _, records = open_stored(stored_set)
+    if not records:
+        print("No stored set in this profile: its runs are computed further down, and the section "
+              "'Computed in this build' draws them.")
+    return records
+
+
 def _by_seed(x: Any) -> pd.Series:
     s = x if isinstance(x, pd.Series) else pd.Series(dict(x))
     return s[~s.index.duplicated(keep="first")]
@@ -165,7 +180,7 @@ def compare_failures(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
     p = stats.mcnemar_exact(fa, fb)["p_value"] if seeds else math.nan
     ka, kb = int(fa.sum()), int(fb.sum())
     return {"n": len(seeds), "k_a": ka, "k_b": kb, "p": p,
-            "direction": "more often" if ka > kb else "less often" if ka < kb else "as often",
+            "direction": failure_direction(ka, kb),
             "significant": bool(seeds) and p < level}
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dsgd import stats
+from dsgd.chapters._common import failure_direction
 from dsgd.config import RunConfig
 from dsgd.diagnostics import failure_kind
 from dsgd.survival import kaplan_meier, logrank, record_exit
@@ -188,14 +189,9 @@ def paired_comparisons(df: pd.DataFrame, reference: str = "FFT") -> pd.DataFrame
     out = pd.DataFrame(rows)
     if len(out):
         out["p (Holm)"] = stats.holm(out["p"].tolist())
-        out["direction"] = [direction(r["arm failed"], r["reference failed"]) for _, r in out.iterrows()]
+        out["direction"] = [failure_direction(r["arm failed"], r["reference failed"]) for _, r in out.iterrows()]
         out["significant"] = out["p (Holm)"] < 0.05
     return out
-
-
-def direction(k_arm: int, k_ref: int) -> str:
-    """"more often", "less often" or "as often": the arm's failures against the reference's."""
-    return "more often" if k_arm > k_ref else "less often" if k_arm < k_ref else "as often"
 
 
 def comparison_sentence(row: pd.Series) -> str:
@@ -823,7 +819,7 @@ def candidate_verdict(t: pd.DataFrame, name: str) -> str:
     vs_fft = ""
     if "FFT failed (shared seeds)" in r and not pd.isna(r.get("p vs FFT")):
         kf, kc = int(r["FFT failed (shared seeds)"]), int(r["failed (seeds shared with FFT)"])
-        vs_fft = (f"; against FFT it failed {direction(kc, kf)} ({kc} vs {kf}, {stats.p_text(r['p vs FFT'])}, "
+        vs_fft = (f"; against FFT it failed {failure_direction(kc, kf)} ({kc} vs {kf}, {stats.p_text(r['p vs FFT'])}, "
                   f"Holm-adjusted {stats.p_text(r['p vs FFT (Holm)'])}; {_sig(r['p vs FFT (Holm)'])})")
     cost = ("" if pd.isna(r["CPU time / FFT"]) else f", at {r['CPU time / FFT']:.2f}× FFT's CPU time per step")
     return (f"{name} {word} on the shared seeds ({k} vs {kp} failed, exact McNemar "

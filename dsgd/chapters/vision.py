@@ -468,13 +468,11 @@ def headline_figure(stored_set: str, order: Sequence[str] | None = None):
     """The page's headline: every run of the stored set, one dot per seed and method per
     setting, coloured by verdict, with the majority-class rate (on these balanced
     evaluation sets 10 %). Returns the figure, or None (printing why) without a stored set."""
-    from dsgd.chapters._common import in_order, open_stored
+    from dsgd.chapters._common import in_order, stored_records_or_note
     from dsgd.report import strip_plot
 
-    _, records = open_stored(stored_set)
+    records = stored_records_or_note(stored_set)
     if not records:
-        print("No stored set in this profile: its runs are computed further down, and the section "
-              "'Computed in this build' draws them.")
         return None
     df = vision_frame(records)
     methods = in_order(df["method"], order or METHOD_ORDER)
