@@ -564,9 +564,28 @@ def html() -> None:
         log(f"HTML book: {out / 'index.html'}")
 
 
+def pytest_workers() -> int:
+    """Test processes for ``pytest``: one per core (at most 4), 1 without pytest-xdist."""
+    try:
+        r = subprocess.run([py(), "-c", "import xdist"], capture_output=True)
+    except OSError:
+        return 1
+    return min(4, os.cpu_count() or 1) if r.returncode == 0 else 1
+
+
 def pytest(args: list[str]) -> None:
+    """The whole suite, spread over the cores with pytest-xdist when it is installed (the
+    ``dev`` extra has it). ``--dist loadgroup`` keeps tests marked with one
+    ``xdist_group`` (the Ray tests: one local Ray instance at a time) in one process.
+    Arguments that choose the processes themselves (``-n``, ``-p no:xdist``) win."""
     with stage("pytest"):
-        run([py(), "-m", "pytest", "-ra", *args], env=venv_env(), cwd=ROOT)
+        run([py(), "-m", "pytest", "-ra", *xdist_args(args, pytest_workers()), *args], env=venv_env(), cwd=ROOT)
+
+
+def xdist_args(args: list[str], n: int) -> list[str]:
+    """``-n N --dist loadgroup`` unless ``n`` is 1 or ``args`` already choose the processes."""
+    chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) or "xdist" in a for a in args)
+    return ["-n", str(n), "--dist", "loadgroup"] if n > 1 and not chosen else []
 
 
 def report_times() -> None:

@@ -218,3 +218,13 @@ def test_missing_output_failure_rerun_and_ci(make, tree, monkeypatch):
     assert execute(rerun=True) == ["a", "b"]
     monkeypatch.setenv("CI", "true")
     assert execute() == ["a", "b"]
+
+
+def test_pytest_is_spread_over_the_cores_unless_told_otherwise(make):
+    assert make.xdist_args([], 2) == ["-n", "2", "--dist", "loadgroup"]
+    assert make.xdist_args(["-k", "nlp", "-x"], 4) == ["-n", "4", "--dist", "loadgroup"]
+    assert make.xdist_args([], 1) == []  # one core, or no pytest-xdist
+    assert make.xdist_args(["-n", "0"], 2) == []  # the caller chose
+    assert make.xdist_args(["-n3"], 2) == []
+    assert make.xdist_args(["-p", "no:xdist"], 2) == []
+    assert make.xdist_args(["--dist", "load"], 2) == []

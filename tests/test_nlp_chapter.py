@@ -391,6 +391,7 @@ def test_paper_profile_code_path_on_tiny_models(tmp_path, monkeypatch):
 
 
 @pytest.mark.ray
+@pytest.mark.xdist_group("ray")  # one local Ray instance at a time (make.py: --dist loadgroup)
 def test_paper_profile_on_the_ray_backend(tmp_path):
     pytest.importorskip("ray")
     import ray
