@@ -100,15 +100,17 @@ def test_stored_sweep_file_holds_the_cpu_full_runs():
     embedded build's runs are a subset of it."""
     from dsgd.sweep import configs_from_params, load_params
 
-    sweep = load_params(ROOT / "results" / "vision" / "sweep.yaml")
+    sweep = load_params(ROOT / "results" / "vision" / "sweep_table2.yaml")
+    assert sweep["store"] == _notebook_defaults()["stored_set"] == "results/vision_full"
     stored = {c.run_id() for c in configs_from_params(sweep)}
     P = {**_notebook_defaults(), **_profile("cpu-full")}
     full = {c.run_id() for c in chapter_grid(P)}
-    assert stored == full
+    assert stored == full and len(full) == 4 * 6 * 10
     build = {c.run_id() for c in chapter_grid(_notebook_defaults())}
     assert build <= stored
+    assert all(c.eval_size == 10000 and not c.eval_each_epoch for c in configs_from_params(sweep))
     P = _profile("cpu-full")
-    assert len(P["seeds"]) >= 5 and {"fft", "focal", "lnsr", "noisytune", "pcgrad", "dsgd"} <= set(P["methods"])
+    assert len(P["seeds"]) >= 10 and {"fft", "focal", "lnsr", "noisytune", "pcgrad", "dsgd"} <= set(P["methods"])
 
 
 def test_paper_profile_runs_with_tiny_vit_on_synthetic_cifar():
@@ -135,3 +137,63 @@ def test_paper_profile_runs_with_tiny_vit_on_synthetic_cifar():
     fr = vision_frame(recs)
     assert set(fr["setting"]) == {"CIFAR-10 long-tailed ρ=100", "CIFAR-100 long-tailed ρ=100"}
     assert fr["head_accuracy"].between(0, 1).all() and fr["tail_accuracy"].between(0, 1).all()
+
+
+# ------------------------------------------------------------------ spread, search, comparison
+def _search_record(seed, acc, verdict="success", **changes):
+    cfg = {"task": "fashion_mnist_lt", "task_kwargs": {"imbalance_ratio": 100.0, "n_max": 150.0},
+           "model": "efficientnet-lite0", "model_kwargs": {"image_size": 32}, "method": "fft",
+           "method_kwargs": {}, "lr": 1e-3, "batch_size": 16, "grad_accum": 1, "epochs": 5.0,
+           "eval_size": 10000, "max_steps": None, "seed": seed}
+    cfg.update(changes)
+    return {"config": cfg, "metrics": {"accuracy": acc}, "verdict": verdict}
+
+
+def test_search_names_each_candidate_by_what_it_changes_and_flags_leads():
+    from dsgd.chapters.vision import search_frame, search_sentence, search_table
+
+    recs = ([_search_record(s, a) for s, a in [(42, 0.30), (52, 0.34), (62, 0.32)]]  # std 2.0 points
+            + [_search_record(s, a, lr=1e-4) for s, a in [(42, 0.20), (52, 0.21), (62, 0.22)]]  # std 1.0
+            + [_search_record(s, a, v, batch_size=8) for s, a, v in
+               [(42, 0.40, "success"), (52, 0.40, "failed"), (62, 0.40, "success")]])  # std 0, one failed
+    t = search_table(search_frame(recs))
+    assert list(t.index) == ["reference", "learning rate 0.0001", "batch 8"]
+    assert t.loc["reference", "std"] == pytest.approx(2.0)  # sqrt(((-2)^2 + 2^2 + 0) / 2)
+    assert t.loc["learning rate 0.0001", "std"] == pytest.approx(1.0)
+    assert list(t["lead"]) == [True, False, True] and list(t["failed"]) == [0, 0, 1]
+    assert t.loc["reference", "accuracy per seed"] == "30.0, 34.0, 32.0"
+    text = search_sentence(t)
+    assert text.startswith("2 of 3 candidates") and "the reference setting is among them (STD 2.0" in text
+
+
+def test_spread_table_binomial_error_and_bootstrap_interval():
+    import pandas as pd
+    from dsgd.chapters.vision import spread_table, std_interval
+
+    frame = pd.DataFrame({"setting": ["a"] * 4 + ["a"] * 3, "method": ["fft"] * 4 + ["dsgd"] * 3,
+                          "accuracy": [0.28, 0.30, 0.32, 0.30, 0.5, 0.5, 0.5]})
+    t = spread_table(frame, 10000, order=["fft", "dsgd"])
+    row = t.loc[("a", "fft")]
+    assert row["std"] == pytest.approx(np.sqrt(8 / 3))  # deviations -2, 0, 2, 0 points
+    assert row["binomial SE of one run"] == pytest.approx(100 * np.sqrt(0.3 * 0.7 / 10000))  # 0.458
+    assert row["std 95% lo"] <= row["std"] <= row["std 95% hi"]
+    d = t.loc[("a", "dsgd")]  # one value three times: no spread, no interval
+    assert d["std"] == 0 and np.isnan(d["std 95% lo"]) and np.isnan(d["std 95% hi"])
+    assert all(np.isnan(std_interval([0.3, 0.4])))  # fewer than 3 seeds
+
+
+def test_paper_comparison_counts_the_papers_columns():
+    import pandas as pd
+    from dsgd.chapters.vision import paper_comparison
+    from dsgd.report import table1
+
+    frame = pd.DataFrame({"setting": ["s"] * 4, "dataset": ["fashion_mnist"] * 4, "kind": ["lt"] * 4,
+                          "ratio": [100.0] * 4, "method": ["fft", "fft", "dsgd", "dsgd"], "seed": [1, 2, 1, 2],
+                          "accuracy": [0.30, 0.32, 0.29, 0.29], "verdict": ["success"] * 4, "majority_rate": [0.1] * 4})
+    cmp, counts = paper_comparison(table1(frame, group_by="setting"), frame, "ours")
+    # by hand from PAPER_TABLE2: DSGD's mean is above FFT's and its STD below in all 8 columns
+    assert (counts["paper_up"], counts["paper_std_down"], counts["paper_n"]) == (8, 8, 8)
+    assert (counts["paper_up_100"], counts["paper_n_100"]) == (4, 4)
+    assert (counts["ours_up"], counts["ours_n"]) == (0, 1)  # 29 < 31
+    assert cmp.loc[("long-tailed ρ=100", "Fashion-MNIST, ours"), "DSGD − FFT (mean)"] == pytest.approx(-2.0)
+    assert len(cmp) == 9  # 8 paper columns + our one setting

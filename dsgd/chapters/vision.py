@@ -118,10 +118,14 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
     """The runs of the imbalanced-vision chapter from its parameters (the notebook's
     ``parameters`` cell, or a profile such as ``notebooks/params/vision/paper.yaml``):
     ``datasets, settings, methods, seeds, model, model_kwargs, source, n_max, eval_size,
-    lr, batch_size, grad_accum, epochs, method_kwargs``."""
+    eval_each_epoch, lr, batch_size, grad_accum, epochs, method_kwargs``. The chapter reads
+    only the final evaluation, so its profiles turn ``eval_each_epoch`` off (five passes
+    over 10,000 test images would cost more than the training on a CPU)."""
     base = {"model": P["model"], "model_kwargs": dict(P.get("model_kwargs") or {}), "lr": float(P["lr"]),
             "epochs": float(P["epochs"]), "batch_size": int(P["batch_size"]),
-            "grad_accum": int(P.get("grad_accum", 1)), "eval_size": P.get("eval_size")}
+            "grad_accum": int(P.get("grad_accum", 1)),
+            "eval_size": None if P.get("eval_size") is None else int(P["eval_size"]),
+            "eval_each_epoch": bool(P.get("eval_each_epoch", True))}
     n_max = P.get("n_max")
     return vision_grid(P["datasets"], P["settings"], P["methods"], P["seeds"], base,
                        n_max=None if n_max is None else float(n_max), source=P.get("source"),
@@ -374,6 +378,50 @@ def table5_check() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def paper_comparison(ours: pd.DataFrame, frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """FFT against DSGD per imbalance setting: every column of the paper's Table 2 (reported
+    by the paper; CIFAR-10 and CIFAR-100) beside our setting of the same kind and ratio.
+
+    ``ours``: a :func:`dsgd.report.table1` of ``frame`` (settings as columns); ``source``
+    names it. Returns the frame (index: setting without the data set, source) and counts:
+    ``paper_up`` / ``paper_std_down`` (columns where the paper's DSGD mean is above FFT's /
+    its STD below) for all 8 columns and for the 4 at ratio 100 (``..._100``), and
+    ``ours_up`` / ``ours_n`` over our settings."""
+    from dsgd.data.vision import paper_table5_setting
+
+    def row(setting: str, src: str, f: tuple[float, float], d: tuple[float, float]) -> dict[str, Any]:
+        return {"setting": setting, "source": src, "FFT": f"{f[0]:.2f} ± {f[1]:.2f}",
+                "DSGD": f"{d[0]:.2f} ± {d[1]:.2f}", "DSGD − FFT (mean)": round(d[0] - f[0], 2),
+                "std ratio DSGD/FFT": round(d[1] / f[1], 2) if f[1] > 0 else float("nan")}
+
+    ours_settings = {}
+    for label, g in frame.groupby("setting", sort=False):
+        ours_settings[(g["kind"].iloc[0], float(g["ratio"].iloc[0]))] = label
+    rows, counts = [], {"paper_up": 0, "paper_std_down": 0, "paper_up_100": 0, "paper_std_down_100": 0,
+                        "paper_n": 0, "paper_n_100": 0, "ours_up": 0, "ours_n": 0}
+    for kind in ("lt", "step"):
+        for label in ("100", "50"):
+            _, rho = paper_table5_setting(kind, label)
+            name = setting_label("", kind, rho, with_dataset=False)
+            for j, (ds, k, lab) in enumerate(PAPER_TABLE2_COLUMNS):
+                if (k, lab) != (kind, label):
+                    continue
+                f, d = PAPER_TABLE2["fft"][j], PAPER_TABLE2["dsgd"][j]
+                rows.append(row(name, f"{DATASET_NAMES[ds]}, reported by the paper", f, d))
+                for suffix in ("", "_100") if label == "100" else ("",):
+                    counts["paper_n" + suffix] += 1
+                    counts["paper_up" + suffix] += d[0] > f[0]
+                    counts["paper_std_down" + suffix] += d[1] < f[1]
+            s = ours_settings.get((kind, rho))
+            if s is not None and {"fft", "dsgd"} <= set(ours.index):
+                f = (ours.loc["fft", (s, "mean")], ours.loc["fft", (s, "std")])
+                d = (ours.loc["dsgd", (s, "mean")], ours.loc["dsgd", (s, "std")])
+                rows.append(row(name, f"{DATASET_NAMES.get(frame['dataset'].iloc[0], '')}, {source}", f, d))
+                counts["ours_n"] += 1
+                counts["ours_up"] += d[0] > f[0]
+    return pd.DataFrame(rows).set_index(["setting", "source"]), counts
+
+
 # =========================================================================== page helpers
 METHOD_ORDER = ["fft", "focal", "lnsr", "noisytune", "pcgrad", "swa", "dsgd"]  # rows of the tables
 
@@ -394,6 +442,134 @@ def put_numbers(R: Any, prefix: str, frame: pd.DataFrame, table: pd.DataFrame,
         R.put(f"{prefix}_s{i}_diff", table.loc["dsgd", (s, "mean")] - table.loc["fft", (s, "mean")], "+.2f")
     R.put(f"{prefix}_n_runs", len(frame))
     R.put(f"{prefix}_n_failed", int(table[("runs", "failed")].sum()))
+
+
+# ------------------------------------------------------------------ spread and the search
+STD_TARGET = 1.5  # points: the smallest FFT seed STD of the paper's Table 2 at ratio 100 (1.58)
+
+
+def std_interval(values: Sequence[float], level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval (scipy's BCa, resampling the seeds) of the sample standard
+    deviation; NaNs with fewer than 3 values or when they are all equal (no spread to
+    resample)."""
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < 3 or np.ptp(v) == 0:
+        return (float("nan"), float("nan"))
+    res = bootstrap((v,), lambda x, axis=-1: np.std(x, ddof=1, axis=axis), confidence_level=level,
+                    n_resamples=5000, method="BCa", random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def spread_table(frame: pd.DataFrame, n_eval: int | None, order: Sequence[str] | None = None,
+                 scale: float = 100.0) -> pd.DataFrame:
+    """Per setting and method: seeds, the seed STD of the accuracy (points) with its
+    bootstrap 95 % interval, and one run's binomial standard error on ``n_eval`` test
+    images at the group's mean accuracy (:func:`dsgd.data.vision.binomial_se`): a seed
+    spread well above it is not sampling noise of the test set."""
+    from dsgd.data.vision import binomial_se
+
+    rows = []
+    for s in dict.fromkeys(frame["setting"]):
+        sub = frame[frame["setting"] == s]
+        methods = [m for m in (order or []) if m in set(sub["method"])] + \
+                  [m for m in dict.fromkeys(sub["method"]) if m not in (order or [])]
+        for m in methods:
+            v = scale * sub.loc[sub["method"] == m, "accuracy"].to_numpy(float)
+            lo, hi = std_interval(v)
+            se = scale * binomial_se(float(np.mean(v)) / scale, int(n_eval)) if n_eval else float("nan")
+            rows.append({"setting": s, "method": m, "seeds": int(v.size),
+                         "std": float(np.std(v, ddof=1)) if v.size > 1 else float("nan"),
+                         "std 95% lo": lo, "std 95% hi": hi, "binomial SE of one run": se})
+    return pd.DataFrame(rows).set_index(["setting", "method"])
+
+
+_SEARCH_FIELDS = ("task", "task_kwargs", "model", "model_kwargs", "method", "method_kwargs", "lr",
+                  "batch_size", "grad_accum", "epochs", "eval_size", "max_steps")
+_FIELD_NAMES = {"lr": "learning rate", "batch_size": "batch", "epochs": "epochs", "method": "method",
+                "task": "task", "eval_size": "test images", "grad_accum": "accumulation"}
+
+
+def _field_text(field: str, value: Any) -> str:
+    if field == "task_kwargs":
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(value.items()))
+    if isinstance(value, float):
+        return f"{_FIELD_NAMES.get(field, field)} {value:g}"
+    return f"{_FIELD_NAMES.get(field, field)} {value}"
+
+
+def search_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run of a recorded search: ``candidate`` (what the run's config changes
+    from the reference: for every field the value most runs share, so the reference is
+    the setting each candidate departs from), ``seed, accuracy, verdict``."""
+    import json
+    from collections import Counter
+
+    if not records:
+        return pd.DataFrame(columns=["candidate", "seed", "accuracy", "verdict", "failed"])
+    key = {f: (lambda c, f=f: json.dumps(c.get(f), sort_keys=True)) for f in _SEARCH_FIELDS}
+    ref = {f: Counter(key[f](r["config"]) for r in records).most_common(1)[0][0] for f in _SEARCH_FIELDS}
+    from dsgd.diagnostics import failure_kind
+
+    rows = []
+    for r in records:
+        c = r["config"]
+        diffs = [_field_text(f, c.get(f)) for f in _SEARCH_FIELDS if key[f](c) != ref[f]]
+        rows.append({"candidate": "; ".join(diffs) or "reference", "seed": c["seed"],
+                     "accuracy": (r.get("metrics") or {}).get("accuracy"), "verdict": r.get("verdict"),
+                     "failed": failure_kind(r.get("verdict")) is not None})
+    return pd.DataFrame(rows)
+
+
+def search_table(frame: pd.DataFrame, target: float = STD_TARGET, scale: float = 100.0) -> pd.DataFrame:
+    """Per candidate (reference first, then in the order run): seeds, the accuracies (points),
+    mean, seed STD, failed runs, and ``lead``: the STD reaches ``target`` or a run failed."""
+    rows = []
+    cands = list(dict.fromkeys(frame["candidate"]))
+    cands = [c for c in cands if c == "reference"] + [c for c in cands if c != "reference"]
+    for c in cands:
+        sub = frame[frame["candidate"] == c].sort_values("seed")
+        v = scale * sub["accuracy"].to_numpy(float)
+        std = float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
+        n_failed = int(sub["failed"].sum())
+        rows.append({"candidate": c, "seeds": int(v.size), "accuracy per seed": ", ".join(f"{x:.1f}" for x in v),
+                     "mean": float(v.mean()), "std": std, "failed": n_failed,
+                     "lead": bool((std >= target) or n_failed > 0)})
+    return pd.DataFrame(rows).set_index("candidate")
+
+
+def search_sentence(table: pd.DataFrame, confirmed: pd.DataFrame | None = None, target: float = STD_TARGET) -> str:
+    """What the search found, in words chosen from the numbers: how many candidates reach
+    the target STD or fail on a seed, and whether the reference's 3-seed lead holds in
+    the stored set (``confirmed``: :func:`spread_table` of the main stored set, FFT rows)."""
+    if table is None or not len(table):
+        return "No search runs are stored."
+    leads = table[table["lead"]]
+    n = len(table)
+    out = (f"{len(leads)} of {n} candidates reach a 3-seed FFT standard deviation of {target:g} points or "
+           f"fail on a seed")
+    ref = table.loc["reference"] if "reference" in table.index else None
+    if ref is not None:
+        out += (f"; the reference setting {'is' if ref['lead'] else 'is not'} among them "
+                f"(STD {ref['std']:.1f} points over {int(ref['seeds'])} seeds)")
+    out += "."
+    if confirmed is not None and len(confirmed):
+        parts = []
+        for (s, m), row in confirmed.iterrows():
+            if m != "fft" or not np.isfinite(row["std"]):
+                continue
+            lo, hi, t = row["std 95% lo"], row["std 95% hi"], f"{target:g}"
+            reach = (f"above {t} with its whole interval" if lo >= target else
+                     f"below {t} with its whole interval" if hi < target else
+                     f"at or above {t}, though its interval reaches below" if row["std"] >= target else
+                     f"below {t}, though its interval reaches above")
+            parts.append(f"{s}: {row['std']:.1f} points [{lo:.1f}, {hi:.1f}] over {int(row['seeds'])} seeds, "
+                         f"{reach} (binomial SE of one run {row['binomial SE of one run']:.1f})")
+        if parts:
+            out += " In the stored Table-2 set, FFT's seed STD is " + "; ".join(parts) + "."
+    return out
 
 
 # ------------------------------------------------------------------ findings page
@@ -424,7 +600,9 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
                      f"{len(seeds)} seeds (Wilcoxon {stats.p_text(res['p_value'])})")
     fft_fail = int(sum(failure_kind(v) is not None for v in stored[stored["method"] == "fft"]["verdict"]))
     n_fft = int((stored["method"] == "fft").sum())
-    setting = (f"EfficientNet-Lite0 on imbalanced Fashion-MNIST (ratio 100), {n_eval} held-out images per "
+    settings = ", ".join(setting_label("", k, r, with_dataset=False)
+                         for k, r in dict.fromkeys(zip(stored["kind"], stored["ratio"])))
+    setting = (f"EfficientNet-Lite0 on imbalanced Fashion-MNIST ({settings}), {n_eval} held-out images per "
                f"run, stored runs; re-verified in this build: {verify_passed}")
     rows = []
     if tested:
