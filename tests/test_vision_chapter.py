@@ -68,6 +68,7 @@ def test_vision_frame_from_a_record():
     assert row["setting"] == "Fashion-MNIST long-tailed ρ=100"
     assert row["head_accuracy"] == 1.0 and row["tail_accuracy"] == 0.0
     assert row["n_train"] == 740  # 300, 179, 107, 64, 38, 23, 13, 8, 5, 3
+    assert row["n_eval"] == 20
 
 
 def test_table5_every_paper_size_reproduced():

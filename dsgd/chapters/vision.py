@@ -202,7 +202,8 @@ def head_tail(predictions: Sequence[int], labels: Sequence[int], counts: Sequenc
 def vision_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: ``dataset, kind, ratio, setting`` (column title), ``paper_column``,
     ``method, seed, accuracy, head_accuracy, tail_accuracy, balanced_accuracy,
-    majority_rate, verdict, status, run_id`` and timings (``total_s``, ``s_per_step``)."""
+    majority_rate, verdict, status, run_id, n_train, n_eval`` (training images, test images
+    evaluated) and timings (``total_s``, ``s_per_step``)."""
     rows = []
     for r in records:
         cfg = r["config"]
@@ -216,6 +217,7 @@ def vision_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
                      "accuracy": (r.get("metrics") or {}).get("accuracy"), **ht,
                      "majority_rate": r.get("majority_rate"), "verdict": r.get("verdict"),
                      "status": r["status"], "run_id": r["run_id"], "n_train": sum(counts),
+                     "n_eval": len(r.get("labels") or []),
                      "total_s": t.get("total_s"), "s_per_step": t.get("s_per_step")})
     return pd.DataFrame(rows)
 
