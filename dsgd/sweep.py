@@ -885,19 +885,22 @@ def verify_sample(
     run_fn: RunFn | str | None = None,
     tolerance: float = VERIFY_TOLERANCE,
     metric: str = "accuracy",
+    records: Sequence[dict[str, Any]] | None = None,
 ):
     """Recompute ``k`` randomly chosen finished runs and compare them with the store.
 
     A run passes when the verdict is the same and ``|stored - recomputed| <= tolerance``
     for ``metric`` (0.005 = half a percentage point of accuracy). The choice is
     ``random.Random(seed).sample`` over the sorted run ids, so it is reproducible.
-    Recomputed records are not written. Returns a DataFrame with columns ``run_id,
-    stored, recomputed, diff, stored_verdict, recomputed_verdict, ok``.
+    ``records``: draw from these finished records (e.g. the set as a chapter read it)
+    instead of the store's current ones, so that a sweep still writing into the store
+    does not change the draw. Recomputed records are not written. Returns a DataFrame
+    with columns ``run_id, stored, recomputed, diff, stored_verdict, recomputed_verdict, ok``.
     """
     import pandas as pd
 
     store = store_or_folder if isinstance(store_or_folder, ResultStore) else ResultStore(store_or_folder)
-    recs = store.records()
+    recs = list(records) if records is not None else store.records()
     if not recs:
         raise ValueError(f"no finished runs in {store.path} to verify")
     if k < 1:

@@ -264,6 +264,16 @@ def test_verify_sample(tmp_path):
     # same seed, same sample
     assert list(verify_sample(store, k=3, seed=1, run_fn=fake_run)["run_id"]) == list(table["run_id"])
 
+    # the set as read before a sweep added runs keeps its draw; the grown store draws anew
+    read = store.records()
+    drawn = [sorted(r["run_id"] for r in read)[i] for i in __import__("random").Random(5).sample(range(len(read)), 2)]
+    run_sweep(fake_grid(12), store, run_fn=fake_run, progress=False)
+    assert list(verify_sample(store, k=2, seed=5, run_fn=fake_run, records=read)["run_id"]) == drawn
+    assert len(store.records()) == 24 > len(read) == 6
+    assert list(verify_sample(store, k=2, seed=5, run_fn=fake_run)["run_id"]) != drawn  # drawn from 24 now
+    for rid in set(store.run_ids()) - {r["run_id"] for r in read}:
+        store.path.joinpath("runs", f"{rid}.json").unlink()  # back to the six runs of the checks below
+
     # tamper with every stored record: accuracy off by 0.004 passes, 0.006 fails
     for rid in store.run_ids():
         rec = store.get(rid)

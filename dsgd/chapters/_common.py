@@ -53,14 +53,16 @@ def open_stored(folder: Any) -> tuple[Any, list[dict[str, Any]]]:
     return store, store.records()
 
 
-def verification_sample(store: Any, k: int, seed: int) -> list[RunConfig]:
+def verification_sample(store: Any, k: int, seed: int,
+                        records: Sequence[dict[str, Any]] | None = None) -> list[RunConfig]:
     """The configs of the ``k`` stored runs that :func:`dsgd.sweep.verify_sample` with
-    ``seed`` picks (found without training: a stand-in returns the stored record)."""
+    ``seed`` picks (found without training: a stand-in returns the stored record), drawn
+    from ``records`` (the set as the chapter read it) when given."""
     from dsgd.sweep import verify_sample
 
-    if store is None or k <= 0 or not store.records():
+    if store is None or k <= 0 or not (records if records is not None else store.records()):
         return []
-    drawn = verify_sample(store, k=k, seed=seed, run_fn=lambda cfg: store.get(cfg.run_id()))
+    drawn = verify_sample(store, k=k, seed=seed, run_fn=lambda cfg: store.get(cfg.run_id()), records=records)
     return [RunConfig.from_dict(store.get(i)["config"]) for i in drawn["run_id"]]
 
 
@@ -97,16 +99,16 @@ def describe_stored(store: Any, records: Sequence[dict[str, Any]], name: str) ->
     return text
 
 
-def verify_recomputed(store: Any, k: int, seed: int,
-                      recomputed: dict[str, dict[str, Any]]) -> pd.DataFrame | None:
+def verify_recomputed(store: Any, k: int, seed: int, recomputed: dict[str, dict[str, Any]],
+                      records: Sequence[dict[str, Any]] | None = None) -> pd.DataFrame | None:
     """:func:`dsgd.sweep.verify_sample` of the same ``k`` runs as
-    :func:`verification_sample`, with the records this build recomputed as the fresh
-    runs; None when there is nothing to verify."""
+    :func:`verification_sample` (pass it the same ``records``), with the records this
+    build recomputed as the fresh runs; None when there is nothing to verify."""
     from dsgd.sweep import verify_sample
 
-    if store is None or k <= 0 or not store.records():
+    if store is None or k <= 0 or not (records if records is not None else store.records()):
         return None
-    return verify_sample(store, k=k, seed=seed, run_fn=lambda cfg: recomputed[cfg.run_id()])
+    return verify_sample(store, k=k, seed=seed, run_fn=lambda cfg: recomputed[cfg.run_id()], records=records)
 
 
 def overlap_agreement(build: Sequence[dict[str, Any]], stored: Sequence[dict[str, Any]]) -> tuple[int, int]:
