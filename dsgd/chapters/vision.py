@@ -602,8 +602,9 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
                      f"{len(seeds)} seeds (Wilcoxon {stats.p_text(res['p_value'])})")
     fft_fail = int(sum(failure_kind(v) is not None for v in stored[stored["method"] == "fft"]["verdict"]))
     n_fft = int((stored["method"] == "fft").sum())
-    settings = ", ".join(setting_label("", k, r, with_dataset=False)
-                         for k, r in dict.fromkeys(zip(stored["kind"], stored["ratio"])))
+    settings = (", ".join(setting_label("", k, r, with_dataset=False)
+                          for k, r in dict.fromkeys(zip(stored["kind"], stored["ratio"])))
+                if {"kind", "ratio"} <= set(stored.columns) else ", ".join(dict.fromkeys(stored["setting"])))
     setting = (f"EfficientNet-Lite0 on imbalanced Fashion-MNIST ({settings}), {n_eval} held-out images per "
                f"run, stored runs; re-verified in this build: {verify_passed}")
     rows = []
