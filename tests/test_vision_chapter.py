@@ -163,6 +163,11 @@ def test_search_names_each_candidate_by_what_it_changes_and_flags_leads():
     assert t.loc["learning rate 0.0001", "std"] == pytest.approx(1.0)
     assert list(t["lead"]) == [True, False, True] and list(t["failed"]) == [0, 0, 1]
     assert t.loc["reference", "accuracy per seed"] == "30.0, 34.0, 32.0"
+    multi = [{**r, "metrics": {"accuracy": 0.9}, "verdict": "success",
+              "per_task": {"a": {"accuracy": r["metrics"]["accuracy"], "verdict": r["verdict"]}}} for r in recs]
+    assert search_table(search_frame(multi, task="a")).equals(t)  # a multitask record's task "a"
+    mixed = search_table(search_frame(recs), lead="mixed")  # only batch 8 has a failed and a successful seed
+    assert list(mixed["lead"]) == [False, False, True]
     text = search_sentence(t)
     assert text.startswith("2 of 3 candidates") and "the reference setting is among them (STD 2.0" in text
 

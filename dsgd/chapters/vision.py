@@ -502,10 +502,12 @@ def _field_text(field: str, value: Any) -> str:
     return f"{_FIELD_NAMES.get(field, field)} {value}"
 
 
-def search_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def search_frame(records: Sequence[dict[str, Any]], task: str | None = None) -> pd.DataFrame:
     """One row per run of a recorded search: ``candidate`` (what the run's config changes
     from the reference: for every field the value most runs share, so the reference is
-    the setting each candidate departs from), ``seed, accuracy, verdict``."""
+    the setting each candidate departs from), ``seed, accuracy, verdict, failed``.
+    ``task``: for multitask records (:mod:`dsgd.multitask`), read that task's accuracy and
+    verdict from the record's ``per_task`` instead of the overall ones."""
     import json
     from collections import Counter
 
@@ -519,15 +521,21 @@ def search_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for r in records:
         c = r["config"]
         diffs = [_field_text(f, c.get(f)) for f in _SEARCH_FIELDS if key[f](c) != ref[f]]
+        res = (r.get("per_task") or {}).get(task, {}) if task else {**(r.get("metrics") or {}), "verdict": r.get("verdict")}
         rows.append({"candidate": "; ".join(diffs) or "reference", "seed": c["seed"],
-                     "accuracy": (r.get("metrics") or {}).get("accuracy"), "verdict": r.get("verdict"),
-                     "failed": failure_kind(r.get("verdict")) is not None})
+                     "accuracy": res.get("accuracy"), "verdict": res.get("verdict"),
+                     "failed": failure_kind(res.get("verdict")) is not None})
     return pd.DataFrame(rows)
 
 
-def search_table(frame: pd.DataFrame, target: float = STD_TARGET, scale: float = 100.0) -> pd.DataFrame:
+def search_table(frame: pd.DataFrame, target: float = STD_TARGET, scale: float = 100.0,
+                 lead: str = "spread") -> pd.DataFrame:
     """Per candidate (reference first, then in the order run): seeds, the accuracies (points),
-    mean, seed STD, failed runs, and ``lead``: the STD reaches ``target`` or a run failed."""
+    mean, seed STD, failed runs, and ``lead``: with ``lead="spread"`` the STD reaches
+    ``target`` or a run failed; with ``lead="mixed"`` at least one run failed and one
+    succeeded (a setting in which the seed decides the outcome)."""
+    if lead not in ("spread", "mixed"):
+        raise ValueError(f"lead must be 'spread' or 'mixed', got {lead!r}")
     rows = []
     cands = list(dict.fromkeys(frame["candidate"]))
     cands = [c for c in cands if c == "reference"] + [c for c in cands if c != "reference"]
@@ -538,7 +546,8 @@ def search_table(frame: pd.DataFrame, target: float = STD_TARGET, scale: float =
         n_failed = int(sub["failed"].sum())
         rows.append({"candidate": c, "seeds": int(v.size), "accuracy per seed": ", ".join(f"{x:.1f}" for x in v),
                      "mean": float(v.mean()), "std": std, "failed": n_failed,
-                     "lead": bool((std >= target) or n_failed > 0)})
+                     "lead": bool((std >= target) or n_failed > 0) if lead == "spread"
+                     else bool(0 < n_failed < v.size)})
     return pd.DataFrame(rows).set_index("candidate")
 
 
@@ -550,8 +559,8 @@ def search_sentence(table: pd.DataFrame, confirmed: pd.DataFrame | None = None, 
         return "No search runs are stored."
     leads = table[table["lead"]]
     n = len(table)
-    out = (f"{len(leads)} of {n} candidates reach a 3-seed FFT standard deviation of {target:g} points or "
-           f"fail on a seed")
+    out = (f"{len(leads)} of {n} candidates reach a {int(table['seeds'].max())}-seed FFT standard deviation "
+           f"of {target:g} points or fail on a seed")
     ref = table.loc["reference"] if "reference" in table.index else None
     if ref is not None:
         out += (f"; the reference setting {'is' if ref['lead'] else 'is not'} among them "
