@@ -413,3 +413,18 @@ def test_sensitivity_summary_by_hand():
     # (f): floor 0.5 vs DSGD on the stored set: 1 vs 5 failures, 4 discordant seeds -> p = 2 / 2^4 = 0.125
     assert "the variant with the largest gain over DSGD is floor 0.5: +10.0 points" in w["wwf_f"]
     assert "It failed on 1/5 (0.20" in w["wwf_f"] and "(1 vs 5; exact McNemar p = 0.125" in w["wwf_f"]
+
+
+def test_holm_adjusted_p_decides_the_direction_word():
+    # seven seeds, DSGD higher on every one: exact two-sided Wilcoxon p = 2 / 2^7 = 0.015625
+    a = pd.Series([0.60 + 0.01 * i for i in range(7)], index=range(7))
+    b = a - 0.05
+    raw = C.values_sentence("DSGD", a, "FFT", b)
+    assert "was higher than FFT's" in raw and "p = 0.0156" in raw
+    # the same comparison as one of four settings: Holm multiplies the smallest p by 4 -> 0.0625
+    held = C.values_sentence("DSGD", a, "FFT", b, adjusted=0.0625)
+    assert "not significantly different from FFT's" in held and "Holm-adjusted p = 0.0625" in held
+    assert C.compare_values(a, b, adjusted=0.0625)["significant"] is False
+    assert C.levene_clause(0.01, 1.0, 2.0, adjusted=0.04).startswith("DSGD's spread smaller than FFT's")
+    text = C.levene_clause(0.01, 1.0, 2.0, adjusted=0.3)
+    assert text == "DSGD's spread no different from FFT's (Levene p = 0.01, Holm-adjusted p = 0.3, not significant)"

@@ -200,14 +200,15 @@ def failures_sentence(a_name: str, a: Any, b_name: str, b: Any) -> str:
             f"{stats.p_text(c['p'])}, {sig} at the 5 % level).")
 
 
-def compare_values(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
+def compare_values(a: Any, b: Any, level: float = 0.05, adjusted: float | None = None) -> dict[str, Any]:
     """A's value minus B's on the seeds both ran (``a``, ``b``: indexed by seed):
     :func:`dsgd.stats.paired_difference` (mean, t interval ``lo``/``hi``, exact Wilcoxon
     ``p``) plus ``word``: "higher" or "lower" when the Wilcoxon test is significant at
     ``level``, else "no different"; ``p_floor``: the smallest two-sided p-value the exact
     test can give on the ``n_nonzero`` seeds whose values differ (2 / 2^n; at five or fewer it
     cannot reach 0.05);
-    ``a_constant``/``b_constant``: every run of that group ended at one value."""
+    ``a_constant``/``b_constant``: every run of that group ended at one value. ``adjusted``:
+    this comparison's Holm-adjusted p among several; significance then follows it."""
     from dsgd import stats
 
     a, b = _by_seed(a).astype(float), _by_seed(b).astype(float)
@@ -217,22 +218,24 @@ def compare_values(a: Any, b: Any, level: float = 0.05) -> dict[str, Any]:
                                                          "hi": math.nan, "p_value": math.nan}
     n = int(res["n"])
     nz = int(np.count_nonzero(np.abs(x - y) > 1e-12)) if n else 0  # the Wilcoxon test drops zero differences
-    sig = n >= 2 and res["p_value"] < level
+    sig = n >= 2 and (res["p_value"] if adjusted is None else adjusted) < level
     word = ("higher" if res["mean"] > 0 else "lower") if sig else "no different"
-    return {**res, "n": n, "p": res["p_value"], "word": word, "significant": bool(sig),
+    return {**res, "n": n, "p": res["p_value"], "adjusted": adjusted, "word": word, "significant": bool(sig),
             "p_floor": 2 * 0.5 ** nz if nz else math.nan, "n_nonzero": nz,
             "a_mean": float(x.mean()) if n else math.nan, "b_mean": float(y.mean()) if n else math.nan,
             "a_constant": bool(n) and stats.is_constant(x), "b_constant": bool(n) and stats.is_constant(y)}
 
 
 def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy", scale: float = 100.0,
-                    digits: int = 1, unit: str = " points") -> str:
+                    digits: int = 1, unit: str = " points", adjusted: float | None = None) -> str:
     """:func:`compare_values` as a sentence, every number formatted (never "nan"):
     "DSGD's accuracy was lower than FFT's: -12.6 points on average over the 10 shared seeds
-    (95 % CI -21.4 to -3.8; Wilcoxon p = 0.0156, significant at the 5 % level)."."""
+    (95 % CI -21.4 to -3.8; Wilcoxon p = 0.0156, significant at the 5 % level)."; with
+    ``adjusted`` (Holm, among several comparisons) the sentence shows it and follows it."""
     from dsgd import stats
 
-    c = compare_values(a, b)
+    c = compare_values(a, b, adjusted=adjusted)
+    holm_text = "" if adjusted is None else f", Holm-adjusted {stats.p_text(adjusted)}"
     if not c["n"]:
         return f"{a_name} and {b_name} share no seed, so their {what} is not compared seed by seed."
 
@@ -252,9 +255,9 @@ def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy",
     elif c["lo"] == c["hi"] == 0:
         interval = "identical on every seed: nothing to test"
     elif c["lo"] == c["hi"]:
-        interval = f"the same difference on every seed; Wilcoxon {stats.p_text(c['p'])}"
+        interval = f"the same difference on every seed; Wilcoxon {stats.p_text(c['p'])}{holm_text}"
     else:
-        interval = f"95 % CI {f(c['lo'])} to {f(c['hi'])}; Wilcoxon {stats.p_text(c['p'])}"
+        interval = f"95 % CI {f(c['lo'])} to {f(c['hi'])}; Wilcoxon {stats.p_text(c['p'])}{holm_text}"
     if c["n"] >= 2 and not c["lo"] == c["hi"] == 0:
         interval += ", significant at the 5 % level" if c["significant"] else ", not significant"
         if not c["significant"] and c["p_floor"] >= 0.05:
@@ -264,17 +267,35 @@ def values_sentence(a_name: str, a: Any, b_name: str, b, what: str = "accuracy",
     return f"{a_name}'s {what} was {how}: {f(c['mean'])}{unit} on average over {seeds} ({interval})."
 
 
-def levene_clause(p: float, a_std: float, b_std: float, a_name: str = "DSGD", b_name: str = "FFT") -> str:
+def levene_clause(p: float, a_std: float, b_std: float, a_name: str = "DSGD", b_name: str = "FFT",
+                  adjusted: float | None = None) -> str:
     """The end of a spread sentence from a Levene p-value: "DSGD's spread no different from
     FFT's (Levene p = 0.3, not significant)"; when the test is undefined (NaN: the absolute
-    deviations do not vary within either group, as with two runs per group) it says so."""
+    deviations do not vary within either group, as with two runs per group) it says so.
+    ``adjusted``: the Holm-adjusted p of this test among several; the direction word then
+    follows it, and both p-values are shown."""
     from dsgd import stats
 
     if p is None or not math.isfinite(p):
         return "Levene's test is undefined here (the deviations from each group's mean do not vary)"
-    word = "no different from" if p >= 0.05 else "smaller than" if a_std < b_std else "larger than"
-    return (f"{a_name}'s spread {word} {b_name}'s (Levene {stats.p_text(p)}, "
-            + ("not significant)" if p >= 0.05 else "significant at the 5 % level)"))
+    q = p if adjusted is None else adjusted
+    word = "no different from" if q >= 0.05 else "smaller than" if a_std < b_std else "larger than"
+    shown = f"Levene {stats.p_text(p)}" + ("" if adjusted is None else f", Holm-adjusted {stats.p_text(adjusted)}")
+    return (f"{a_name}'s spread {word} {b_name}'s ({shown}, "
+            + ("not significant)" if q >= 0.05 else "significant at the 5 % level)"))
+
+
+def levene_p(d: Any, f: Any) -> float:
+    """Levene's p (mean-centred, as :func:`dsgd.report.levene_table`) of two groups, NaN
+    when a group has fewer than two runs or ended at one value (no variance test then)."""
+    from scipy.stats import levene
+
+    from dsgd import stats
+
+    d, f = np.asarray(d, float), np.asarray(f, float)
+    if len(f) < 2 or len(d) < 2 or stats.is_constant(d) or stats.is_constant(f):
+        return float("nan")
+    return float(levene(d, f, center="mean").pvalue)
 
 
 # ------------------------------------------------------------------- explorers
@@ -309,11 +330,10 @@ def figure_explorer(draw: Any, controls: dict[str, Any]) -> Any:
     return widgets.VBox([widgets.HBox(list(controls.values())), image])
 
 
-def spread_sentence(label: str, d: Any, f: Any) -> str:
+def spread_sentence(label: str, d: Any, f: Any, adjusted: float | None = None) -> str:
     """"<label>: std DSGD x, FFT y points, <Levene clause>" for two groups of accuracies in
-    points; no variance test when a group ended at one value, and says why."""
-    from scipy.stats import levene
-
+    points; no variance test when a group ended at one value, and says why. ``adjusted``:
+    the Holm-adjusted p when the chapter runs this test for several settings."""
     from dsgd import stats
 
     d, f = np.asarray(d, float), np.asarray(f, float)
@@ -323,5 +343,4 @@ def spread_sentence(label: str, d: Any, f: Any) -> str:
     flat = [m for m, x in (("DSGD", d), ("FFT", f)) if stats.is_constant(x)]
     if flat:
         return text + f" (no variance test: every {flat[0]} run ended at one accuracy)"
-    p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
-    return text + ", " + levene_clause(p, d.std(ddof=1), f.std(ddof=1))
+    return text + ", " + levene_clause(levene_p(d, f), d.std(ddof=1), f.std(ddof=1), adjusted=adjusted)

@@ -588,13 +588,15 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
     """The vision chapter's rows of the findings page from the stored frame
     (:func:`vision_frame`): DSGD − FFT accuracy per setting on shared seeds (paired t
     interval, Wilcoxon p), and whether any FFT run failed (the paper's stability claim
-    needs failures or spread to act on)."""
+    needs failures or spread to act on). p-values are Holm-adjusted across the settings, and
+    a direction is claimed only where the adjusted p is below 0.05."""
     from dsgd import stats
     from dsgd.diagnostics import failure_kind
 
     if stored is None or not len(stored):
         return []
-    parts, sig_up, sig_down, tested = [], 0, 0, 0
+    # paired accuracy differences per setting, Holm-adjusted across the settings
+    acc = []
     for s in dict.fromkeys(stored["setting"]):
         sub = stored[stored["setting"] == s]
         f = sub[sub["method"] == "fft"].set_index("seed")["accuracy"]
@@ -602,13 +604,13 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
         seeds = sorted(set(f.index) & set(d.index))
         if len(seeds) < 2:
             continue
-        res = stats.paired_difference(100 * d.loc[seeds].to_numpy(), 100 * f.loc[seeds].to_numpy())
-        tested += 1
-        sig = res["p_value"] < 0.05
-        sig_up += sig and res["mean"] > 0
-        sig_down += sig and res["mean"] < 0
-        parts.append(f"{s}: DSGD − FFT {res['mean']:+.1f} points [{res['lo']:+.1f}, {res['hi']:+.1f}] on "
-                     f"{len(seeds)} seeds (Wilcoxon {stats.p_text(res['p_value'])})")
+        acc.append((s, len(seeds), stats.paired_difference(100 * d.loc[seeds].to_numpy(), 100 * f.loc[seeds].to_numpy())))
+    adj = stats.holm([res["p_value"] for *_, res in acc]) if acc else []
+    parts = [f"{s}: DSGD − FFT {res['mean']:+.1f} points [{res['lo']:+.1f}, {res['hi']:+.1f}] on {n} seeds "
+             f"(Wilcoxon {stats.p_text(res['p_value'])}, Holm {stats.p_text(a)})" for (s, n, res), a in zip(acc, adj)]
+    sig_up = sum(a < 0.05 and res["mean"] > 0 for (_, _, res), a in zip(acc, adj))
+    sig_down = sum(a < 0.05 and res["mean"] < 0 for (_, _, res), a in zip(acc, adj))
+    tested = len(acc)
     fft_fail = int(sum(failure_kind(v) is not None for v in stored[stored["method"] == "fft"]["verdict"]))
     n_fft = int((stored["method"] == "fft").sum())
     settings = (", ".join(setting_label("", k, r, with_dataset=False)
@@ -624,27 +626,30 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
                          measured="; ".join(parts) + ".", setting=setting, verdict=verdict, section=""))
     from scipy.stats import levene
 
-    lev_parts, lev_sig_down, lev_sig_up, lev_n = [], 0, 0, 0
+    lev = []
     for s in dict.fromkeys(stored["setting"]):
         sub = stored[stored["setting"] == s]
         f = 100 * sub[sub["method"] == "fft"]["accuracy"].to_numpy(float)
         d = 100 * sub[sub["method"] == "dsgd"]["accuracy"].to_numpy(float)
         if len(f) < 2 or len(d) < 2 or stats.is_constant(f) or stats.is_constant(d):
             continue
-        p = float(levene(d, f, center="mean").pvalue)  # as report.levene_table
-        lev_n += 1
-        lev_sig_down += p < 0.05 and d.std(ddof=1) < f.std(ddof=1)
-        lev_sig_up += p < 0.05 and d.std(ddof=1) > f.std(ddof=1)
-        acc = f.mean() / 100
-        se = 100 * (acc * (1 - acc) / float(n_eval)) ** 0.5 if isinstance(n_eval, (int, float)) and n_eval else float("nan")
-        lev_parts.append(f"{s}: std DSGD {d.std(ddof=1):.1f} vs FFT {f.std(ddof=1):.1f} points (Levene "
-                         f"{stats.p_text(p)}; one run's binomial standard error ≈ {se:.1f} points)")
-    if lev_n:
+        lev.append((s, f, d, float(levene(d, f, center="mean").pvalue)))  # as report.levene_table
+    lev_adj = stats.holm([p for *_, p in lev]) if lev else []
+    lev_parts, lev_sig_down, lev_sig_up = [], 0, 0
+    for (s, f, d, p), a in zip(lev, lev_adj):
+        lev_sig_down += a < 0.05 and d.std(ddof=1) < f.std(ddof=1)
+        lev_sig_up += a < 0.05 and d.std(ddof=1) > f.std(ddof=1)
+        acc_f = f.mean() / 100
+        se = 100 * (acc_f * (1 - acc_f) / float(n_eval)) ** 0.5 if isinstance(n_eval, (int, float)) and n_eval else float("nan")
+        lev_parts.append(f"{s}: std DSGD {d.std(ddof=1):.1f} vs FFT {f.std(ddof=1):.1f} points on {len(d)} and "
+                         f"{len(f)} seeds (Levene {stats.p_text(p)}, Holm {stats.p_text(a)}; one run's binomial "
+                         f"standard error ≈ {se:.1f} points)")
+    if lev:
         rows.append(dict(key="table2_stability", source="paper",
                          claim="Table 2: DSGD lowers the seed spread of FFT on imbalanced images.",
                          measured="; ".join(lev_parts) + f"; FFT failed on {fft_fail} of {n_fft} stored runs.",
                          setting=setting,
-                         verdict=("supported" if lev_sig_down == lev_n else "contradicted" if lev_sig_up
+                         verdict=("supported" if lev_sig_down == len(lev) else "contradicted" if lev_sig_up
                                   else "not resolved"), section=""))
     return rows
 
@@ -677,9 +682,11 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
     FFT per setting in accuracy and in tail-class accuracy (paired over shared seeds, t
     interval, Wilcoxon), failed runs with exact intervals, the spread over seeds (Levene,
     not run for a group that ended at one value) beside the binomial standard error of one
-    run, and the method with the highest mean accuracy against FFT."""
+    run, and the method with the highest mean accuracy against FFT. With several settings
+    the p-values of each kind of comparison are Holm-adjusted across them and the direction
+    words follow the adjusted values."""
     from dsgd import stats
-    from dsgd.chapters._common import failure_text, spread_sentence, values_sentence
+    from dsgd.chapters._common import compare_values, failure_text, levene_p, spread_sentence, values_sentence
     from dsgd.diagnostics import failure_kind
 
     keys = ("wwf_accuracy", "wwf_tail", "wwf_failures", "wwf_spread", "wwf_best")
@@ -693,14 +700,22 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
             return g.groupby("seed")[col].mean()
         return pd.Series(g[col].to_numpy(float), index=g["seed"].to_numpy())
 
+    def holm_over_settings(col: str) -> dict[str, float]:
+        """Holm-adjusted Wilcoxon p of DSGD vs FFT per setting (only with several tested)."""
+        raw = {s: compare_values(by_seed("dsgd", s, col), by_seed("fft", s, col))["p"] for s in settings}
+        tested = [s for s in settings if np.isfinite(raw[s])]
+        return dict(zip(tested, stats.holm([raw[s] for s in tested]))) if len(tested) > 1 else {}
+
+    adj_acc, adj_tail = holm_over_settings("accuracy"), holm_over_settings("tail_accuracy")
     acc, tail = [], []
     for s in settings:
         acc.append(f"{s}: " + values_sentence("DSGD", by_seed("dsgd", s, "accuracy"), "FFT",
-                                              by_seed("fft", s, "accuracy")))
+                                              by_seed("fft", s, "accuracy"), adjusted=adj_acc.get(s)))
         tail.append(f"{s}: FFT {100 * by_seed('fft', s, 'tail_accuracy').mean():.1f} %, DSGD "
                     f"{100 * by_seed('dsgd', s, 'tail_accuracy').mean():.1f} %; "
                     + values_sentence("DSGD", by_seed("dsgd", s, "tail_accuracy"), "FFT",
-                                      by_seed("fft", s, "tail_accuracy"), what="tail-class accuracy"))
+                                      by_seed("fft", s, "tail_accuracy"), what="tail-class accuracy",
+                                      adjusted=adj_tail.get(s)))
     out = {"wwf_source": source, "wwf_accuracy": " ".join(acc), "wwf_tail": " ".join(tail)}
     failed = {m: [failure_kind(v) is not None for v in frame[frame["method"] == m]["verdict"]]
               for m in dict.fromkeys(frame["method"])}
@@ -710,11 +725,15 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
                            + (f", the other methods {failure_text(sum((failed[m] for m in others), []))}" if others else "")
                            + (". With no failed FFT run there is no seed-induced failure here for DSGD to remove."
                               if not any(failed["fft"]) else "."))
+    groups = {s: (100 * by_seed("dsgd", s, "accuracy").dropna().to_numpy(float),
+                  100 * by_seed("fft", s, "accuracy").dropna().to_numpy(float)) for s in settings}
+    raw = {s: levene_p(d, f) for s, (d, f) in groups.items()}
+    tested = [s for s in settings if np.isfinite(raw[s])]
+    adjusted = dict(zip(tested, stats.holm([raw[s] for s in tested]))) if len(tested) > 1 else {}
     spread = []
     for s in settings:
-        f = 100 * by_seed("fft", s, "accuracy").dropna().to_numpy(float)
-        d = 100 * by_seed("dsgd", s, "accuracy").dropna().to_numpy(float)
-        text = spread_sentence(s, d, f)
+        d, f = groups[s]
+        text = spread_sentence(s, d, f, adjusted=adjusted.get(s))
         if len(f) >= 2 and len(d) >= 2 and isinstance(n_eval, (int, float)) and n_eval:
             a = f.mean() / 100
             text += f"; one run's binomial standard error ≈ {100 * (a * (1 - a) / float(n_eval)) ** 0.5:.1f} points"
