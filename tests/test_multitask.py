@@ -305,3 +305,25 @@ def test_stored_sweep_file_holds_the_cpu_full_runs():
     assert stored == {c.run_id() for c in chapter_grid({**defaults, **full})}
     assert {c.run_id() for c in chapter_grid(defaults)} <= stored
     assert len(full["seeds"]) >= 5 and {"fft", "pcgrad", "lnsr", "noisytune", "swa", "dsgd"} <= set(full["methods"])
+
+
+def test_search_sentence_names_the_leads_and_the_all_failed_candidates():
+    import pandas as pd
+
+    from dsgd.chapters import _common as C
+    from dsgd.chapters.multitask import search_sentence
+
+    def rec(seed, verdict, **changes):
+        cfg = {"task": "a+b", "model": "minilm", "method": "fft", "lr": 1e-4, "epochs": 1.5, "batch_size": 8,
+               "seed": seed, **changes}
+        return {"config": cfg, "per_task": {"a": {"accuracy": 0.6, "verdict": verdict}}}
+
+    recs = ([rec(s, "failed") for s in range(4)]  # reference: 4 of 4 failed
+            + [rec(s, "collapsed", epochs=0.75) for s in range(4)]  # 4 of 4 failed
+            + [rec(s, v, batch_size=16) for s, v in enumerate(["failed", "success", "success", "degenerate"])])
+    t = C.search_table(C.search_frame(recs, task="a"), lead="mixed")
+    assert list(t["failed"]) == [4, 4, 2] and list(t["lead"]) == [False, False, True]
+    assert search_sentence(t, "a") == ("Of 3 candidate settings (FFT, 4 seeds each), 1 had both failed and "
+                                       "successful a runs: batch 16 (2 of 4 failed). In 2 of them every a run failed.")
+    assert search_sentence(None, "a") == "No search runs are stored in this checkout."
+    assert isinstance(t, pd.DataFrame)

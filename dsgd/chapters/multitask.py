@@ -232,6 +232,25 @@ def headline_figure(stored_set: str, order: Sequence[str] | None = None):
     return fig
 
 
+def search_sentence(table: pd.DataFrame | None, task: str) -> str:
+    """What the recorded search for a failure-prone multitask setting found, in words chosen
+    from :func:`dsgd.chapters._common.search_table` (``lead="mixed"``, read on ``task``):
+    how many candidates had both failed and successful runs of ``task``, and which."""
+    if table is None or not len(table):
+        return "No search runs are stored in this checkout."
+    seeds = int(table["seeds"].max())
+    leads = [c for c in table.index if table.loc[c, "lead"]]
+    all_failed = [c for c in table.index if table.loc[c, "failed"] == table.loc[c, "seeds"]]
+    text = (f"Of {len(table)} candidate settings (FFT, {seeds} seeds each), {len(leads)} had both failed and "
+            f"successful {task} runs")
+    if leads:
+        text += ": " + "; ".join(f"{c} ({int(table.loc[c, 'failed'])} of {int(table.loc[c, 'seeds'])} failed)"
+                                 for c in leads)
+    if all_failed:
+        text += f". In {len(all_failed)} of them every {task} run failed"
+    return text + "."
+
+
 def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
     """The closing bullets from one per-task result set (:func:`dsgd.multitask.multitask_frame`
     of the stored set, or of the build's runs): DSGD against FFT in ACC (the mean over the

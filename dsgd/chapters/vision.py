@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from dsgd.chapters._common import method_variants
+from dsgd.chapters._common import method_variants, search_frame, search_table  # noqa: F401 (search_* re-exported)
 from dsgd.config import RunConfig
 
 KIND_NAMES = {"lt": "long-tailed", "step": "step"}
@@ -486,69 +486,6 @@ def spread_table(frame: pd.DataFrame, n_eval: int | None, order: Sequence[str] |
                          "std": float(np.std(v, ddof=1)) if v.size > 1 else float("nan"),
                          "std 95% lo": lo, "std 95% hi": hi, "binomial SE of one run": se})
     return pd.DataFrame(rows).set_index(["setting", "method"])
-
-
-_SEARCH_FIELDS = ("task", "task_kwargs", "model", "model_kwargs", "method", "method_kwargs", "lr",
-                  "batch_size", "grad_accum", "epochs", "eval_size", "max_steps")
-_FIELD_NAMES = {"lr": "learning rate", "batch_size": "batch", "epochs": "epochs", "method": "method",
-                "task": "task", "eval_size": "test images", "grad_accum": "accumulation"}
-
-
-def _field_text(field: str, value: Any) -> str:
-    if field == "task_kwargs":
-        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(value.items()))
-    if isinstance(value, float):
-        return f"{_FIELD_NAMES.get(field, field)} {value:g}"
-    return f"{_FIELD_NAMES.get(field, field)} {value}"
-
-
-def search_frame(records: Sequence[dict[str, Any]], task: str | None = None) -> pd.DataFrame:
-    """One row per run of a recorded search: ``candidate`` (what the run's config changes
-    from the reference: for every field the value most runs share, so the reference is
-    the setting each candidate departs from), ``seed, accuracy, verdict, failed``.
-    ``task``: for multitask records (:mod:`dsgd.multitask`), read that task's accuracy and
-    verdict from the record's ``per_task`` instead of the overall ones."""
-    import json
-    from collections import Counter
-
-    if not records:
-        return pd.DataFrame(columns=["candidate", "seed", "accuracy", "verdict", "failed"])
-    key = {f: (lambda c, f=f: json.dumps(c.get(f), sort_keys=True)) for f in _SEARCH_FIELDS}
-    ref = {f: Counter(key[f](r["config"]) for r in records).most_common(1)[0][0] for f in _SEARCH_FIELDS}
-    from dsgd.diagnostics import failure_kind
-
-    rows = []
-    for r in records:
-        c = r["config"]
-        diffs = [_field_text(f, c.get(f)) for f in _SEARCH_FIELDS if key[f](c) != ref[f]]
-        res = (r.get("per_task") or {}).get(task, {}) if task else {**(r.get("metrics") or {}), "verdict": r.get("verdict")}
-        rows.append({"candidate": "; ".join(diffs) or "reference", "seed": c["seed"],
-                     "accuracy": res.get("accuracy"), "verdict": res.get("verdict"),
-                     "failed": failure_kind(res.get("verdict")) is not None})
-    return pd.DataFrame(rows)
-
-
-def search_table(frame: pd.DataFrame, target: float = STD_TARGET, scale: float = 100.0,
-                 lead: str = "spread") -> pd.DataFrame:
-    """Per candidate (reference first, then in the order run): seeds, the accuracies (points),
-    mean, seed STD, failed runs, and ``lead``: with ``lead="spread"`` the STD reaches
-    ``target`` or a run failed; with ``lead="mixed"`` at least one run failed and one
-    succeeded (a setting in which the seed decides the outcome)."""
-    if lead not in ("spread", "mixed"):
-        raise ValueError(f"lead must be 'spread' or 'mixed', got {lead!r}")
-    rows = []
-    cands = list(dict.fromkeys(frame["candidate"]))
-    cands = [c for c in cands if c == "reference"] + [c for c in cands if c != "reference"]
-    for c in cands:
-        sub = frame[frame["candidate"] == c].sort_values("seed")
-        v = scale * sub["accuracy"].to_numpy(float)
-        std = float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
-        n_failed = int(sub["failed"].sum())
-        rows.append({"candidate": c, "seeds": int(v.size), "accuracy per seed": ", ".join(f"{x:.1f}" for x in v),
-                     "mean": float(v.mean()), "std": std, "failed": n_failed,
-                     "lead": bool((std >= target) or n_failed > 0) if lead == "spread"
-                     else bool(0 < n_failed < v.size)})
-    return pd.DataFrame(rows).set_index("candidate")
 
 
 def search_sentence(table: pd.DataFrame, confirmed: pd.DataFrame | None = None, target: float = STD_TARGET) -> str:
