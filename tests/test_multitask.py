@@ -320,10 +320,12 @@ def test_search_sentence_names_the_leads_and_the_all_failed_candidates():
 
     recs = ([rec(s, "failed") for s in range(4)]  # reference: 4 of 4 failed
             + [rec(s, "collapsed", epochs=0.75) for s in range(4)]  # 4 of 4 failed
-            + [rec(s, v, batch_size=16) for s, v in enumerate(["failed", "success", "success", "degenerate"])])
+            + [rec(s, v, batch_size=16) for s, v in enumerate(["failed", "success", "success", "degenerate"])]
+            + [rec(s, "success", task_kwargs={"per_task": {"b": {"train_size": 200}}}) for s in range(2)])
     t = C.search_table(C.search_frame(recs, task="a"), lead="mixed")
-    assert list(t["failed"]) == [4, 4, 2] and list(t["lead"]) == [False, False, True]
-    assert search_sentence(t, "a") == ("Of 3 candidate settings (FFT, 4 seeds each), 1 had both failed and "
+    assert list(t.index) == ["reference", "epochs 0.75", "batch 16", "b: train_size 200"]
+    assert list(t["failed"]) == [4, 4, 2, 0] and list(t["lead"]) == [False, False, True, False]
+    assert search_sentence(t, "a") == ("Of 4 candidate settings (FFT, 2-4 seeds each), 1 had both failed and "
                                        "successful a runs: batch 16 (2 of 4 failed). In 2 of them every a run failed.")
     assert search_sentence(None, "a") == "No search runs are stored in this checkout."
     assert isinstance(t, pd.DataFrame)

@@ -354,8 +354,17 @@ _FIELD_NAMES = {"lr": "learning rate", "batch_size": "batch", "epochs": "epochs"
 
 
 def _field_text(field: str, value: Any) -> str:
+    """A config field's value in words: ``lr 0.0001`` -> "learning rate 0.0001"; task options
+    flattened ("imbalance_ratio 100, n_max 130"; multitask ``per_task`` options as
+    "bbc_news: train_size 200")."""
+    def kv(d: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(d.items()))
+
     if field == "task_kwargs":
-        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(value.items()))
+        value = dict(value or {})
+        per_task = value.pop("per_task", None) or {}
+        parts = ([kv(value)] if value else []) + [f"{t}: {kv(o)}" for t, o in sorted(per_task.items())]
+        return "; ".join(parts) or "no task options"
     if isinstance(value, float):
         return f"{_FIELD_NAMES.get(field, field)} {value:g}"
     return f"{_FIELD_NAMES.get(field, field)} {value}"

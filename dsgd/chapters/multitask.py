@@ -238,10 +238,11 @@ def search_sentence(table: pd.DataFrame | None, task: str) -> str:
     how many candidates had both failed and successful runs of ``task``, and which."""
     if table is None or not len(table):
         return "No search runs are stored in this checkout."
-    seeds = int(table["seeds"].max())
+    seeds = (f"{int(table['seeds'].max())} seeds each" if table["seeds"].nunique() == 1
+             else f"{int(table['seeds'].min())}-{int(table['seeds'].max())} seeds each")
     leads = [c for c in table.index if table.loc[c, "lead"]]
     all_failed = [c for c in table.index if table.loc[c, "failed"] == table.loc[c, "seeds"]]
-    text = (f"Of {len(table)} candidate settings (FFT, {seeds} seeds each), {len(leads)} had both failed and "
+    text = (f"Of {len(table)} candidate settings (FFT, {seeds}), {len(leads)} had both failed and "
             f"successful {task} runs")
     if leads:
         text += ": " + "; ".join(f"{c} ({int(table.loc[c, 'failed'])} of {int(table.loc[c, 'seeds'])} failed)"
