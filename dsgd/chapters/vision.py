@@ -561,23 +561,24 @@ def chapter_findings(stored: pd.DataFrame | None, verify_passed: str, n_eval: An
         rows.append(dict(key="table2_accuracy", source="paper",
                          claim="Table 2: DSGD raises accuracy over FFT on imbalanced image classification.",
                          measured="; ".join(parts) + ".", setting=setting, verdict=verdict, section=""))
-    from scipy.stats import levene
+    from dsgd.chapters._common import levene_p
+    from dsgd.data.vision import binomial_se
 
     lev = []
     for s in dict.fromkeys(stored["setting"]):
         sub = stored[stored["setting"] == s]
         f = 100 * sub[sub["method"] == "fft"]["accuracy"].to_numpy(float)
         d = 100 * sub[sub["method"] == "dsgd"]["accuracy"].to_numpy(float)
-        if len(f) < 2 or len(d) < 2 or stats.is_constant(f) or stats.is_constant(d):
-            continue
-        lev.append((s, f, d, float(levene(d, f, center="mean").pvalue)))  # as report.levene_table
+        p = levene_p(d, f)  # NaN: too few runs or a group at one value, no test
+        if np.isfinite(p):
+            lev.append((s, f, d, p))
     lev_adj = stats.holm([p for *_, p in lev]) if lev else []
     lev_parts, lev_sig_down, lev_sig_up = [], 0, 0
     for (s, f, d, p), a in zip(lev, lev_adj):
         lev_sig_down += a < 0.05 and d.std(ddof=1) < f.std(ddof=1)
         lev_sig_up += a < 0.05 and d.std(ddof=1) > f.std(ddof=1)
         acc_f = f.mean() / 100
-        se = 100 * (acc_f * (1 - acc_f) / float(n_eval)) ** 0.5 if isinstance(n_eval, (int, float)) and n_eval else float("nan")
+        se = 100 * binomial_se(acc_f, int(n_eval)) if isinstance(n_eval, (int, float)) and n_eval else float("nan")
         lev_parts.append(f"{s}: std DSGD {d.std(ddof=1):.1f} vs FFT {f.std(ddof=1):.1f} points on {len(d)} and "
                          f"{len(f)} seeds (Levene {stats.p_text(p)}, Holm {stats.p_text(a)}; one run's binomial "
                          f"standard error ≈ {se:.1f} points)")
@@ -624,6 +625,7 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
     words follow the adjusted values."""
     from dsgd import stats
     from dsgd.chapters._common import compare_values, failure_text, levene_p, spread_sentence, values_sentence
+    from dsgd.data.vision import binomial_se
     from dsgd.diagnostics import failure_kind
 
     keys = ("wwf_accuracy", "wwf_tail", "wwf_failures", "wwf_spread", "wwf_best")
@@ -672,8 +674,7 @@ def what_we_found(frame: pd.DataFrame, source: str, n_eval: Any = None) -> dict[
         d, f = groups[s]
         text = spread_sentence(s, d, f, adjusted=adjusted.get(s))
         if len(f) >= 2 and len(d) >= 2 and isinstance(n_eval, (int, float)) and n_eval:
-            a = f.mean() / 100
-            text += f"; one run's binomial standard error ≈ {100 * (a * (1 - a) / float(n_eval)) ** 0.5:.1f} points"
+            text += f"; one run's binomial standard error ≈ {100 * binomial_se(f.mean() / 100, int(n_eval)):.1f} points"
         spread.append(text)
     out["wwf_spread"] = "; ".join(spread) + "."
     means = frame.groupby("method")["accuracy"].mean()
