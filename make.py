@@ -431,7 +431,7 @@ def smoke_env(stem: str) -> dict[str, str]:
     """The environment of a smoke execution: smoke mode on, this chapter's substitution log,
     results and run store under ``_build/smoke`` (never the book's, never a stored set)."""
     env = venv_env()
-    env.update(DSGD_SMOKE="1", DSGD_RESULTS_DIR=str(SMOKE / "results"), DSGD_STORE=str(SMOKE / "store"),
+    env.update(DSGD_SMOKE="1", DSGD_RESULTS_DIR=str(SMOKE / "results"), DSGD_STORE=str(SMOKE / "store" / stem),
                DSGD_SMOKE_LOG=str(SMOKE / "logs" / f"{stem}.log"))
     return env
 
@@ -479,12 +479,63 @@ def stored_smoke_records(since: float) -> list[str]:
     return bad
 
 
+def smoke_workers() -> int:
+    """Smoke executions at once: one per core, at most 2 (a smoke chapter is a small,
+    mostly single-threaded kernel; ``DSGD_SMOKE_WORKERS`` overrides)."""
+    n = os.environ.get("DSGD_SMOKE_WORKERS")
+    return max(1, int(n)) if n else max(1, min(2, os.cpu_count() or 1))
+
+
+def _smoke_one(nb: Path, reuse: bool) -> tuple[float | None, str | None, str]:
+    """Smoke-execute one chapter: ``(seconds or None when reused, failure or None, log)``.
+    papermill's output goes to ``_build/smoke/logs/<chapter>.papermill.log`` and comes back
+    as the log, so that chapters executed side by side do not interleave their lines."""
+    out = SMOKE / nb.relative_to(ROOT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    params = [a for f in profile_files(nb) for a in ("-f", str(f))]
+    # the profile files' contents belong to the key, not just their names
+    key = chapter_key(nb, params + [_sha256(f.read_bytes()) for f in profile_files(nb)])
+    stamp = _stamp_path(out)
+    if reuse and nb.stem not in EXECUTE_LAST and out.exists() and stamp.exists():
+        try:
+            same = json.loads(stamp.read_text()).get("key") == key["key"]
+        except ValueError:
+            same = False
+        if same:
+            return None, None, f"smoke {nb.stem}: unchanged since its last smoke run, reusing {out.relative_to(ROOT)}"
+    stamp.unlink(missing_ok=True)
+    cmd = papermill_command(nb, out, params) + ["--execution-timeout", str(SMOKE_CELL_TIMEOUT_S)]
+    plog = SMOKE / "logs" / f"{nb.stem}.papermill.log"
+    t0 = time.perf_counter()
+    with open(plog, "w") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=smoke_env(nb.stem)).returncode
+    seconds = round(time.perf_counter() - t0, 1)
+    lines = [f"--- smoke {nb.stem}: {seconds} s{' (FAILED)' if rc else ''} ---", "$ " + " ".join(cmd)]
+    lines += [ln for ln in plog.read_text(errors="replace").splitlines() if ln.strip()]
+    failure = "a cell failed (see the log above)" if rc else None
+    logf = SMOKE / "logs" / f"{nb.stem}.log"
+    subs = sorted(set(logf.read_text().splitlines())) if logf.exists() else []
+    lines += [f"{nb.stem}: {line}" for line in subs or ["[smoke] (no substitution: nothing in this profile is downloaded)"]]
+    if failure is None and out.exists():
+        problems = [f"glue key {k!r} cited but never set" for k in glue_problems(out)]
+        problems += [f"results value {k} is missing (None/NaN/n/a)" for k in results_problems(nb.stem)]
+        if problems:
+            failure = "; ".join(problems)
+        else:
+            stamp.write_text(json.dumps(key, indent=1) + "\n")
+    return seconds, failure, "\n".join(lines)
+
+
 def smoke(only: list[str] | None = None, rerun: bool = False) -> None:
-    """Execute every chapter (one at a time) under ``paper.yaml`` merged with ``smoke.yaml``
-    and ``DSGD_SMOKE=1`` into ``_build/smoke`` (wiped first, never reused): hub models become
-    tiny random ones of the same architecture, hub data the fixtures, runs stop after a few
-    steps (:mod:`dsgd.smoke`). Fails on a cell error, a glue key the text cites but the
-    chapter never set, a missing value in its results file, or a smoke record in a stored set."""
+    """Execute every chapter under ``paper.yaml`` merged with ``smoke.yaml`` and
+    ``DSGD_SMOKE=1`` into ``_build/smoke`` (wiped first in CI and with ``--rerun``): hub
+    models become tiny random ones of the same architecture, hub data the fixtures, runs stop
+    after a few steps (:mod:`dsgd.smoke`). Chapters run :func:`smoke_workers` at a time, each
+    with its own run store, and the pages of :data:`EXECUTE_LAST` (which read the others'
+    results) after them. Fails on a cell error, a glue key the text cites but the chapter
+    never set, a missing value in its results file, or a smoke record in a stored set."""
+    from concurrent.futures import ThreadPoolExecutor
+
     t_start = time.time()
     reuse = reuse_allowed(rerun)
     if not reuse:  # CI and --rerun start from nothing
@@ -492,43 +543,25 @@ def smoke(only: list[str] | None = None, rerun: bool = False) -> None:
     (SMOKE / "logs").mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
     times: dict[str, float] = {}
-    for nb in execution_order(toc_notebooks()):
-        if only and nb.stem not in only:
-            continue
-        out = SMOKE / nb.relative_to(ROOT)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        params = [a for f in profile_files(nb) for a in ("-f", str(f))]
-        # the profile files' contents belong to the key, not just their names
-        key = chapter_key(nb, params + [_sha256(f.read_bytes()) for f in profile_files(nb)])
-        stamp = _stamp_path(out)
-        if reuse and nb.stem not in EXECUTE_LAST and out.exists() and stamp.exists():
-            try:
-                same = json.loads(stamp.read_text()).get("key") == key["key"]
-            except ValueError:
-                same = False
-            if same:
-                log(f"smoke {nb.stem}: unchanged since its last smoke run, reusing {out.relative_to(ROOT)}")
-                continue
-        stamp.unlink(missing_ok=True)
-        t0 = time.perf_counter()
-        with stage(f"smoke {nb.stem}"):
-            try:
-                run(papermill_command(nb, out, params) + ["--execution-timeout", str(SMOKE_CELL_TIMEOUT_S)],
-                    env=smoke_env(nb.stem))
-            except subprocess.CalledProcessError:
-                failures[nb.stem] = "a cell failed (see the log above)"
-        times[nb.stem] = round(time.perf_counter() - t0, 1)
-        logf = SMOKE / "logs" / f"{nb.stem}.log"
-        subs = sorted(set(logf.read_text().splitlines())) if logf.exists() else []
-        for line in subs or ["[smoke] (no substitution: nothing in this profile is downloaded)"]:
-            log(f"{nb.stem}: {line}")
-        if nb.stem not in failures and out.exists():
-            problems = [f"glue key {k!r} cited but never set" for k in glue_problems(out)]
-            problems += [f"results value {k} is missing (None/NaN/n/a)" for k in results_problems(nb.stem)]
-            if problems:
-                failures[nb.stem] = "; ".join(problems)
-            else:
-                stamp.write_text(json.dumps(key, indent=1) + "\n")
+    chosen = [nb for nb in execution_order(toc_notebooks()) if not only or nb.stem in only]
+    first = [nb for nb in chosen if nb.stem not in EXECUTE_LAST]
+    last = [nb for nb in chosen if nb.stem in EXECUTE_LAST]
+
+    def done(nb: Path, result: tuple[float | None, str | None, str]) -> None:
+        seconds, failure, text = result
+        print(text, flush=True)
+        if seconds is not None:
+            times[nb.stem] = seconds
+            _times[f"smoke {nb.stem}"] = seconds
+        if failure:
+            failures[nb.stem] = failure
+
+    with stage(f"smoke ({smoke_workers()} at a time)"):
+        with ThreadPoolExecutor(max_workers=smoke_workers()) as pool:
+            for nb, fut in [(nb, pool.submit(_smoke_one, nb, reuse)) for nb in first]:
+                done(nb, fut.result())
+        for nb in last:
+            done(nb, _smoke_one(nb, reuse))
     leaked = stored_smoke_records(t_start)
     if leaked:
         failures["stores"] = f"smoke records written into stored sets: {leaked[:5]}"

@@ -225,3 +225,49 @@ def test_smoke_records_outside_the_smoke_folder_are_found(make, monkeypatch, tmp
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(json.dumps(rec))
     assert sorted(make.stored_smoke_records(0.0)) == ["_build/own_data/store/runs/z.json", "results/a/runs/x.json"]
+
+
+def test_smoke_chapters_get_their_own_run_store(make):
+    stores = {make.smoke_env(stem)["DSGD_STORE"] for stem in ("nlp", "vision", "regimes")}
+    assert len(stores) == 3  # chapters smoke-run side by side never share a store's files
+
+
+def test_smoke_workers_default_and_override(make, monkeypatch):
+    monkeypatch.delenv("DSGD_SMOKE_WORKERS", raising=False)
+    monkeypatch.setattr(make.os, "cpu_count", lambda: 16)
+    assert make.smoke_workers() == 2
+    monkeypatch.setattr(make.os, "cpu_count", lambda: 1)
+    assert make.smoke_workers() == 1
+    monkeypatch.setenv("DSGD_SMOKE_WORKERS", "3")
+    assert make.smoke_workers() == 3
+
+
+def test_smoke_runs_two_at_a_time_and_findings_after_the_rest(make, monkeypatch, tmp_path):
+    import threading
+    import time as _time
+
+    monkeypatch.setattr(make, "SMOKE", tmp_path / "smoke")
+    monkeypatch.setattr(make, "reuse_allowed", lambda rerun: False)
+    monkeypatch.setattr(make, "stored_smoke_records", lambda since: [])
+    monkeypatch.setenv("DSGD_SMOKE_WORKERS", "2")
+    nbs = [ROOT / "notebooks" / f"{s}.ipynb" for s in ("a", "findings", "b", "c")]
+    monkeypatch.setattr(make, "toc_notebooks", lambda: nbs)
+    lock, running, peak, events = threading.Lock(), [0], [0], []
+
+    def fake(nb, reuse):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            events.append(("start", nb.stem))
+        _time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+            events.append(("end", nb.stem))
+        return 0.2, ("boom" if nb.stem == "b" else None), f"log {nb.stem}"
+
+    monkeypatch.setattr(make, "_smoke_one", fake)
+    with pytest.raises(SystemExit, match="b: boom"):
+        make.smoke()
+    assert peak[0] == 2
+    start_findings = events.index(("start", "findings"))
+    assert all(events.index(("end", s)) < start_findings for s in ("a", "b", "c"))
