@@ -87,12 +87,18 @@ def test_put_verification_glues_counts_or_dashes():
     R = Recorder()
     verify = pd.DataFrame({"run_id": ["a", "b"], "ok": [True, False], "diff": [0.001, 0.02]})
     C.put_verification(R, verify, 2, 3)
+    sentence = R.values.pop("rerun_sentence")
     assert R.values == {"verify_passed": "1 of 2", "verify_runs": "a, b", "verify_max_diff": "2.00",
-                        "overlap_agree": "2 of 3"}
+                        "overlap_agree": "2 of 3", "rerun_agree": "3 of 5"}
+    assert "2 of the 3 runs" in sentence and "1 of 2 stored runs drawn at random (a, b" in sentence
+    R = Recorder()
+    C.put_verification(R, None, 4, 4)  # no random draw: the build's own runs still count
+    assert R.values["rerun_agree"] == "4 of 4" and "drawn at random" not in R.values["rerun_sentence"]
     R = Recorder()
     C.put_verification(R, None, 0, 0)
     assert R.values == {"verify_passed": "–", "verify_runs": "–", "verify_max_diff": "–",
-                        "overlap_agree": "none (no overlap)"}
+                        "overlap_agree": "none (no overlap)", "rerun_agree": "none",
+                        "rerun_sentence": "This build recomputed no stored run."}
 
 
 def test_no_stored_set_means_nothing_to_verify(tmp_path):

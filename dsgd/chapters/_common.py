@@ -123,15 +123,31 @@ def overlap_agreement(build: Sequence[dict[str, Any]], stored: Sequence[dict[str
 
 def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: int) -> None:
     """Glue a verification table (passed, run ids, largest difference in points; dashes
-    when there was none) and the agreement of the overlapping runs."""
-    if verify is not None and len(verify):
-        R.put("verify_passed", f"{int(verify['ok'].sum())} of {len(verify)}")
+    when there was none), the agreement of the overlapping runs, and both together:
+    ``rerun_agree`` ("5 of 6") counts every stored run this build recomputed, drawn at
+    random or part of the build's own grid, and ``rerun_sentence`` says it in words."""
+    n_drawn = 0 if verify is None else len(verify)
+    ok_drawn = 0 if verify is None else int(verify["ok"].sum())
+    if n_drawn:
+        R.put("verify_passed", f"{ok_drawn} of {n_drawn}")
         R.put("verify_runs", ", ".join(verify["run_id"]))
         R.put("verify_max_diff", 100 * float(verify["diff"].max()), ".2f")
     else:
         for k in ("verify_passed", "verify_runs", "verify_max_diff"):
             R.put(k, "–")
     R.put("overlap_agree", f"{agree} of {overlap}" if overlap else "none (no overlap)")
+    total = n_drawn + overlap
+    R.put("rerun_agree", f"{ok_drawn + agree} of {total}" if total else "none")
+    parts = []
+    if overlap:
+        parts.append(f"{agree} of the {overlap} runs of this build's own grid that the stored set also holds "
+                     "(same settings and seeds, hence the same run ids)")
+    if n_drawn:
+        parts.append(f"{ok_drawn} of {n_drawn} stored runs drawn at random ({', '.join(verify['run_id'])}; largest "
+                     f"accuracy difference {100 * float(verify['diff'].max()):.2f} points)")
+    R.put("rerun_sentence", ("This build recomputed stored runs and compared them with their records (same "
+                             "verdict, accuracy within half a point): " + "; ".join(parts) + ".") if parts
+          else "This build recomputed no stored run.")
 
 
 # ------------------------------------------------------------------ "What we found" sentences
