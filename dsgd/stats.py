@@ -12,6 +12,7 @@ small-sample method, computed by a maintained library (scipy, statsmodels):
 * :func:`mean_ci` — Student-t interval of a mean, and :func:`paired_difference` — the mean
   paired difference on shared seeds with a t interval and the exact Wilcoxon signed-rank
   p-value;
+* :func:`std_ci` — a bootstrap (BCa) interval of the seed standard deviation;
 * :func:`is_constant` — a group whose runs all ended at one value has no spread to test:
   callers say so instead of reporting a variance test.
 
@@ -26,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["Rate", "rate_ci", "mcnemar_exact", "fisher_exact", "holm", "mean_ci",
-           "paired_difference", "is_constant", "format_rate", "format_p", "p_text"]
+           "paired_difference", "std_ci", "is_constant", "format_rate", "format_p", "p_text"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,21 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
 
         p = float(wilcoxon(d[d != 0]).pvalue) if np.count_nonzero(d) >= 1 else 1.0
     return {"n": int(d.size), "mean": mean, "lo": lo, "hi": hi, "p_value": p}
+
+
+def std_ci(values: Sequence[float], level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval (scipy's BCa, resampling the seeds, 5,000 resamples) of the sample
+    standard deviation; NaNs with fewer than 3 values or when they are all equal (no spread
+    to resample)."""
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < 3 or np.ptp(v) == 0:
+        return (math.nan, math.nan)
+    res = bootstrap((v,), lambda x, axis=-1: np.std(x, ddof=1, axis=axis), confidence_level=level,
+                    n_resamples=5000, method="BCa", random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def format_rate(r: Rate, digits: int = 2) -> str:

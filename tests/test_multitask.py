@@ -301,10 +301,30 @@ def test_stored_sweep_file_holds_the_cpu_full_runs():
 
     defaults = parameters_of(ROOT / "notebooks" / "multitask.ipynb")
     full = yaml.safe_load((ROOT / "notebooks" / "params" / "multitask" / "cpu-full.yaml").read_text())
-    stored = {c.run_id() for c in configs_from_params(load_params(ROOT / "results" / "multitask" / "sweep.yaml"))}
+    sweep = load_params(ROOT / "results" / "multitask" / "sweep_full.yaml")
+    stored = {c.run_id() for c in configs_from_params(sweep)}
     assert stored == {c.run_id() for c in chapter_grid({**defaults, **full})}
     assert {c.run_id() for c in chapter_grid(defaults)} <= stored
-    assert len(full["seeds"]) >= 5 and {"fft", "pcgrad", "lnsr", "noisytune", "swa", "dsgd"} <= set(full["methods"])
+    assert defaults["stored_set"] == sweep["store"] == "results/multitask_full"
+    assert len(full["seeds"]) >= 10 and {"fft", "pcgrad", "lnsr", "noisytune", "swa", "dsgd"} <= set(full["methods"])
+
+
+def test_interval_table_hand_worked():
+    from dsgd.chapters.multitask import failed_counts, interval_table
+
+    rows = [{"column": "a+b: a", "method": "fft", "seed": s, "accuracy": acc, "verdict": v}
+            for s, acc, v in ((0, 0.6, "collapsed"), (1, 0.7, "success"), (2, 0.8, "degenerate"))]
+    rows += [{"column": "a+b: a", "method": "dsgd", "seed": s, "accuracy": 0.6, "verdict": "collapsed"}
+             for s in range(3)]
+    t = interval_table(pd.DataFrame(rows))
+    f = t.loc[("a+b: a", "FFT")]
+    # mean 70 %, sample STD 10 points, t(0.975, 2) = 4.3027: 70 +- 4.3027 * 10 / sqrt(3) = 70 +- 24.84
+    assert f["accuracy (%)"] == 70.0 and f["95 % interval"] == "[45.2, 94.8]" and f["STD (points)"] == 10.0
+    # 2 of 3 failed (collapsed and degenerate are both failures); Clopper-Pearson [0.0943, 0.9916]
+    assert f["failed"] == "2/3" and f["failure rate 95 % interval"] == "[0.09, 0.99]"
+    d = t.loc[("a+b: a", "DSGD")]
+    assert d["STD 95 % interval"] == "all runs at one value" and d["failed"] == "3/3"
+    assert failed_counts(pd.DataFrame(rows)).loc["fft", "a+b: a"] == "2/3"
 
 
 def test_search_sentence_names_the_leads_and_the_all_failed_candidates():

@@ -116,3 +116,15 @@ def test_logrank_by_hand():
     assert res["statistic"] == pytest.approx(49 / 17)
     assert res["p_value"] == pytest.approx(sps.chi2.sf(49 / 17, 1))
     assert logrank([5, 5], [0, 0], ["A", "B"])["p_value"] == 1.0
+
+
+def test_std_ci_brackets_the_sample_std_and_narrows_with_seeds():
+    from dsgd.stats import std_ci
+
+    rng = np.random.default_rng(3)
+    small, large = rng.normal(0, 2.0, 10), rng.normal(0, 2.0, 400)
+    lo_s, hi_s = std_ci(small)
+    lo_l, hi_l = std_ci(large)
+    assert lo_s < np.std(small, ddof=1) < hi_s and lo_l < 2.0 < hi_l
+    assert (hi_l - lo_l) < (hi_s - lo_s) / 3  # ~ 1/sqrt(n): 40x the seeds, ~6x narrower
+    assert all(np.isnan(std_ci([1.0, 2.0]))) and all(np.isnan(std_ci([0.5] * 5)))

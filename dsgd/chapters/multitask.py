@@ -34,13 +34,20 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
     """The runs of the multitask chapter from its parameters (the notebook's
     ``parameters`` cell or a profile such as ``notebooks/params/multitask/paper.yaml``):
     ``pairs, methods, seeds, model, model_kwargs, task_kwargs, lr, epochs, batch_size,
-    grad_accum, max_length, train_size, eval_size, swa_window``."""
+    grad_accum, max_length, train_size, eval_size, swa_window`` and, when given,
+    ``warmup_ratio`` and ``swa_span`` (SWA's snapshots spread over that last fraction of the
+    steps instead of one per epoch: :class:`dsgd.methods.swa.SWA`)."""
     base = {"model": P["model"], "model_kwargs": dict(P.get("model_kwargs") or {}),
             "task_kwargs": dict(P.get("task_kwargs") or {}), "lr": float(P["lr"]),
             "epochs": float(P["epochs"]), "batch_size": int(P["batch_size"]),
             "grad_accum": int(P.get("grad_accum", 1)), "max_length": int(P["max_length"]),
             "train_size": P.get("train_size"), "eval_size": P.get("eval_size")}
-    mk = {"swa": {"window": int(P.get("swa_window", 3))}}
+    if P.get("warmup_ratio") is not None:
+        base["warmup_ratio"] = float(P["warmup_ratio"])
+    swa = {"window": int(P.get("swa_window", 3))}
+    if P.get("swa_span") is not None:
+        swa["span"] = float(P["swa_span"])
+    mk = {"swa": swa}
     return multitask_grid(P["pairs"], P["methods"], P["seeds"], base, method_kwargs=mk)
 
 
@@ -103,10 +110,17 @@ def paper_table6_check() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
+def _failed(frame: pd.DataFrame) -> pd.Series:
+    """Per row: did that task fail, in the book's one vocabulary (:func:`dsgd.diagnostics.failure_kind`)."""
+    from dsgd.diagnostics import failure_kind
+
+    return frame["verdict"].map(lambda v: failure_kind(v) is not None).astype(bool)
+
+
 def failed_counts(frame: pd.DataFrame, order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per method (rows, in ``order``) and column: ``"failed/runs"``, where failed means the
-    task's verdict is failed, collapsed or diverged (at or below its majority class)."""
-    bad = frame["verdict"].isin(["failed", "collapsed", "diverged"])
+    """Per method (rows, in ``order``) and column: ``"failed/runs"``, failed in the book's
+    vocabulary (collapsed, degenerate or diverged on that task)."""
+    bad = _failed(frame)
     g = frame.assign(bad=bad).groupby(["method", "column"], sort=False)["bad"]
     out = (g.sum().astype(int).astype(str) + "/" + g.size().astype(str)).unstack("column")
     out = out[list(dict.fromkeys(frame["column"]))]
@@ -114,6 +128,41 @@ def failed_counts(frame: pd.DataFrame, order: Sequence[str] | None = None) -> pd
         out = out.reindex([m for m in order if m in out.index] + [m for m in out.index if m not in order])
     return out
 
+
+
+def interval_table(frame: pd.DataFrame, order: Sequence[str] | None = None,
+                   columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Table 6 with its uncertainty, one row per (task column, method): the seeds, the mean
+    accuracy (%) with its Student-t 95 % interval, the seed STD (points) with its bootstrap
+    (BCa) 95 % interval, and the failed runs on that task with their exact (Clopper–Pearson)
+    interval. A group whose runs all ended at one accuracy has no spread to resample: its
+    STD interval is left empty and the row says so."""
+    from dsgd import stats
+
+    cols = list(columns) if columns is not None else list(dict.fromkeys(frame["column"]))
+    methods = [m for m in (order or METHOD_ORDER) if m in set(frame["method"])]
+    methods += [m for m in dict.fromkeys(frame["method"]) if m not in methods]
+    bad = _failed(frame)
+    rows = []
+    for c in cols:
+        for m in methods:
+            sel = (frame["column"] == c) & (frame["method"] == m)
+            if not sel.any():
+                continue
+            acc = 100 * frame.loc[sel, "accuracy"].to_numpy(float)
+            mean, lo, hi = stats.mean_ci(acc)
+            slo, shi = stats.std_ci(acc)
+            rate = stats.rate_ci(int(bad[sel].sum()), int(sel.sum()))
+            one_value = stats.is_constant(acc)
+            rows.append({"task": c, "method": METHOD_NAMES.get(m, m), "seeds": int(sel.sum()),
+                         "accuracy (%)": round(mean, 2),
+                         "95 % interval": f"[{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else "–",
+                         "STD (points)": round(float(np.std(acc, ddof=1)), 2) if acc.size > 1 else float("nan"),
+                         "STD 95 % interval": ("all runs at one value" if one_value else
+                                               f"[{slo:.1f}, {shi:.1f}]" if np.isfinite(slo) else "–"),
+                         "failed": f"{rate.k}/{rate.n}",
+                         "failure rate 95 % interval": f"[{rate.lo:.2f}, {rate.hi:.2f}]"})
+    return pd.DataFrame(rows).set_index(["task", "method"])
 
 
 def cost_by_method(records: Sequence[dict[str, Any]], source: str) -> pd.DataFrame:
@@ -146,7 +195,7 @@ def put_numbers(R: Any, prefix: str, frame: pd.DataFrame, table: pd.DataFrame, c
     for m in ("fft", "dsgd"):
         R.put(f"{prefix}_{m}_ACC", table.loc[m, ("average", "mean")], ".2f")
         R.put(f"{prefix}_{m}_STD", table.loc[m, ("average", "std")], ".2f")
-    bad = frame["verdict"].isin(["failed", "collapsed", "diverged"])
+    bad = _failed(frame)
     R.put(f"{prefix}_n_task_runs", len(frame))
     R.put(f"{prefix}_n_task_failed", int(bad.sum()))
 

@@ -451,18 +451,10 @@ STD_TARGET = 1.5  # points: the smallest FFT seed STD of the paper's Table 2 at 
 
 
 def std_interval(values: Sequence[float], level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap interval (scipy's BCa, resampling the seeds) of the sample standard
-    deviation; NaNs with fewer than 3 values or when they are all equal (no spread to
-    resample)."""
-    from scipy.stats import bootstrap
+    """Bootstrap (BCa) interval of the seed STD: :func:`dsgd.stats.std_ci`."""
+    from dsgd.stats import std_ci
 
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size < 3 or np.ptp(v) == 0:
-        return (float("nan"), float("nan"))
-    res = bootstrap((v,), lambda x, axis=-1: np.std(x, ddof=1, axis=axis), confidence_level=level,
-                    n_resamples=5000, method="BCa", random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return std_ci(values, level, seed)
 
 
 def spread_table(frame: pd.DataFrame, n_eval: int | None, order: Sequence[str] | None = None,
