@@ -106,7 +106,7 @@ def test_stored_sweep_file_is_the_cpu_full_grid():
     P = profile("cpu-full")
     grid = {c.run_id() for c in nlp.chapter_grid(P)}
     stored = [c.run_id() for c in configs_from_params(yaml.safe_load((ROOT / "results/nlp/sweep.yaml").read_text()))]
-    assert len(stored) == len(set(stored)) == len(grid) == 110
+    assert len(stored) == len(set(stored)) == len(grid) == 140  # 110 + the 30 reviewer rows (issue #20)
     assert set(stored) == grid
     # cpu-full computes every method of the grid for all its seeds
     assert P["build_seeds"] == P["seeds"] and set(P["build_methods"]) == set(P["methods"])
@@ -406,3 +406,85 @@ def test_paper_profile_on_the_ray_backend(tmp_path):
     for a, b in zip(local, remote):
         assert a["run_id"] == b["run_id"] and a["predictions"] == b["predictions"]
         np.testing.assert_allclose(a["history"]["loss"], b["history"]["loss"], rtol=1e-5)
+
+
+def test_reviewer_baseline_labels():
+    """Issue #20's rows are told apart by their settings, in words."""
+    vl = nlp.variant_label
+    assert vl({"method": "focal", "method_kwargs": {"alpha": 0.25, "gamma": 2.0, "alpha_mode": "class"}}) == \
+        "FocalLoss (class α=0.25, γ=2)"
+    assert vl({"method": "focal", "method_kwargs": {"alpha": "inverse_frequency", "gamma": 0.5,
+                                                    "alpha_mode": "class"}}) == "FocalLoss (class α ∝ 1/n, γ=0.5)"
+    assert vl({"method": "lnsr"}) == "LNSR"
+    assert vl({"method": "lnsr", "method_kwargs": {"positions": "first"}}) == "LNSR ([CLS] only)"
+    assert vl({"method": "lnsr", "method_kwargs": {"noise": "fixed", "sigma": 0.1}}) == "LNSR (fixed σ=0.1)"
+    assert vl({"method": "lnsr", "method_kwargs": {"sigma": 0.01}}) == "LNSR (σ=0.01×RMS)"
+    assert vl({"method": "lnsr", "method_kwargs": {"lambdas": [0.02, 0.01]}}) == "LNSR (λ=0.02, 0.01)"
+    assert vl({"method": "swa", "method_kwargs": {"window": 3, "span": 0.3}}) == "SWA (window 3, last 30 %)"
+    mosbach = {"method": "fft", "lr": 2e-5, "warmup_ratio": 0.1, "epochs": 6.0, "adam_bias_correction": True}
+    assert vl(mosbach) == "FFT (Mosbach et al.)"
+    assert vl({**mosbach, "adam_bias_correction": False}) == "FFT"  # not the recipe
+    assert vl({"method": "fft", "seed": 3, "task_kwargs": {"bootstrap_seed": "seed"}}) == "FFT (bootstrap resample)"
+    assert nlp.family("LNSR ([CLS] only)") == "LNSR" and nlp.family("LNSR (best of search)") == "LNSR"
+    assert nlp.row_order(["BAG(×3)", "FFT (Mosbach et al.)", "ENS(×3)", "FFT"]) == \
+        ["FFT", "FFT (Mosbach et al.)", "ENS(×3)", "BAG(×3)"]
+
+
+def test_focal_search_prefers_class_dependent_alpha():
+    uni = {"method": "focal", "method_kwargs": {"alpha": 0.25, "gamma": 2.0}}
+    cls = {"method": "focal", "method_kwargs": {"alpha": 0.75, "gamma": 2.0, "alpha_mode": "class"}}
+    df = nlp.nlp_frame([_row(uni, 0, 0.95), _row(cls, 0, 0.70), _row(cls, 1, 0.72)])
+    rows, choice = nlp.best_of_search(df, "FocalLoss")
+    # the uniform variant has the higher mean but is only a loss scale: the class variant is chosen
+    assert choice["chosen"].iloc[0] == "FocalLoss (class α=0.75, γ=2)" and choice["searched"].iloc[0] == 1
+    assert sorted(rows["accuracy"]) == [0.70, 0.72]
+
+
+def test_bagging_and_disjoint_seed_ensembles_by_hand():
+    y = [0, 0, 1, 1, 1, 1]
+    preds = {0: [0, 0, 1, 1, 0, 0], 1: [0, 1, 1, 1, 1, 0], 2: [1, 0, 1, 0, 1, 1],
+             3: [0, 0, 0, 0, 0, 0], 4: [1, 1, 1, 1, 1, 1], 5: [0, 0, 1, 1, 1, 0]}
+    recs = [{"run_id": f"f{s}", "status": "ok", "predictions": p, "labels": y,
+             "config": {"task": "t", "model": "m", "method": "fft", "seed": s}} for s, p in preds.items()]
+    # bagging members: the same predictions, but trained on bootstrap resamples
+    recs += [{"run_id": f"b{s}", "status": "ok", "predictions": p, "labels": y,
+              "config": {"task": "t", "model": "m", "method": "fft", "seed": s,
+                         "task_kwargs": {"bootstrap_seed": "seed"}}} for s, p in preds.items()]
+    ens = nlp.ensemble_frame(recs, fft_sizes=[3], dsgd_sizes=[], bag_sizes=[3], members="disjoint")
+    # disjoint groups of three seeds: {0,1,2} votes [0,0,1,1,1,0] -> 5/6; {3,4,5} votes [0,0,1,1,1,0] -> 5/6
+    for label in ("ENS(×3)", "BAG(×3)"):
+        part = ens[ens["label"] == label]
+        assert sorted(map(tuple, part["members"])) == [(0, 1, 2), (3, 4, 5)]
+        assert part["accuracy"].tolist() == pytest.approx([5 / 6, 5 / 6])
+    assert set(ens[ens["label"] == "BAG(×3)"]["kind"]) == {"bagging"}
+    with pytest.raises(ValueError, match="members"):
+        nlp.ensemble_frame(recs, members="overlapping")
+
+
+def test_ensemble_comparison_random_against_disjoint():
+    y = [0, 0, 1, 1, 1, 1]
+    preds = {0: [0, 0, 1, 1, 0, 0], 1: [0, 1, 1, 1, 1, 0], 2: [1, 0, 1, 0, 1, 1],
+             3: [0, 0, 0, 0, 0, 0], 4: [1, 1, 1, 1, 1, 1], 5: [0, 0, 1, 1, 1, 0]}
+    recs = [{"run_id": f"f{s}", "status": "ok", "predictions": p, "labels": y,
+             "config": {"task": "t", "model": "m", "method": "fft", "seed": s}} for s, p in preds.items()]
+    t = nlp.ensemble_comparison(recs, fft_sizes=[3], dsgd_sizes=[], n_subsets=4, seed=1)
+    row = t.loc["ENS(×3)"]
+    # two disjoint groups, both 5/6 (worked out in the test above): mean 83.33, no spread between them
+    assert row["disjoint groups"] == 2 and row["disjoint groups: mean (%)"] == pytest.approx(500 / 6)
+    assert row["disjoint groups: std"] == pytest.approx(0.0) and row["random sets"] == 4
+    assert row["mean change"] == pytest.approx(row["disjoint groups: mean (%)"] - row["random sets: mean (%)"])
+
+
+def test_extra_variants_join_the_grid_and_fail_early():
+    P = {**chapter_defaults(), "extra_variants": [{"method": "fft", "lr": 2e-5, "epochs": 6.0},
+                                                  {"method": "fft", "task_kwargs": {"bootstrap_seed": "seed"}}]}
+    grid = nlp.chapter_grid(P)
+    labels = {nlp.variant_label(c.to_dict()) for c in grid}
+    assert {"FFT (Mosbach et al.)", "FFT (bootstrap resample)", "FFT"} <= labels
+    boot = [c for c in grid if c.task_kwargs.get("bootstrap_seed") == "seed"]
+    assert len(boot) == len(P["seeds"]) and all(c.lr == P["lr"] for c in boot)
+    for bad, msg in (([{"lr": 1e-5}], "must be a dict with a 'method'"),
+                     ([{"method": "fft", "seed": 3}], "not RunConfig fields"),
+                     ([{"method": "swa", "method_kwargs": {"span": 2.0}}], "span")):
+        with pytest.raises(ValueError, match=msg):
+            nlp.chapter_grid({**chapter_defaults(), "extra_variants": bad})

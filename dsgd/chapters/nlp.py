@@ -42,26 +42,84 @@ METHOD_NAMES = {
     "lnsr": "LNSR", "noisytune": "NoisyTune", "pcgrad": "PCGrad", "swa": "SWA", "cwgnc": "CWGNC",
     "lora": "LoRA", "adalora": "AdaLoRA", "ia3": "IA3",
 }
-# the paper's row order: single learners, then SWA and the ensembles; ours add two rows
-ROW_ORDER = ["FFT", "FFT (no bias corr.)", "FocalLoss", "LNSR", "NoisyTune", "PCGrad", "CWGNC", "DSGD",
-             "SWA", "ENS(×3)", "ENS(×5)", "ENS(×7)", "ENS(×9)", "DSGD(×9)"]
-SEARCHED = ("focal", "swa")  # baselines the paper tunes per task
+# the paper's row order: single learners, then SWA and the ensembles; ours add rows
+ROW_ORDER = ["FFT", "FFT (no bias corr.)", "FFT (Mosbach et al.)", "FocalLoss", "LNSR", "NoisyTune", "PCGrad",
+             "CWGNC", "DSGD", "SWA", "ENS(×3)", "ENS(×5)", "ENS(×7)", "ENS(×9)", "BAG(×3)", "BAG(×5)", "BAG(×9)",
+             "DSGD(×9)", "FFT (bootstrap resample)"]
+SEARCHED = ("focal", "lnsr", "swa")  # baselines whose settings the page searches (the paper tunes focal and SWA)
+FAMILIES = ("FocalLoss", "LNSR", "SWA")  # rows that gather searched variants
+# Mosbach et al. (2021)'s recipe for stable fine-tuning: bias-corrected AdamW, a small
+# learning rate, 10 % warm-up, and a longer budget (here the longest the regimes chapter
+# runs: 6 epochs = 600 steps in the embedded setting)
+MOSBACH = {"method": "fft", "lr": 2e-5, "warmup_ratio": 0.1, "epochs": 6.0, "adam_bias_correction": True}
+LNSR_DEFAULTS = {"lambdas": [0.2, 0.1], "sigma": 0.05, "noise": "relative", "positions": "all"}
 
 
 def _num(x: Any) -> str:
     return f"{float(x):g}"
 
 
+def is_mosbach(config: dict[str, Any]) -> bool:
+    """Whether a run follows :data:`MOSBACH` (learning rate compared to 1e-12)."""
+    return (config.get("method", "fft") == "fft"
+            and abs(float(config.get("lr", 0)) - MOSBACH["lr"]) < 1e-12
+            and float(config.get("warmup_ratio", 0.1)) == MOSBACH["warmup_ratio"]
+            and float(config.get("epochs", 0)) == MOSBACH["epochs"] and config.get("max_steps") is None
+            and bool(config.get("adam_bias_correction", True)))
+
+
+def _focal_label(kw: dict[str, Any]) -> str:
+    alpha, gamma = kw.get("alpha", 0.25), _num(kw.get("gamma", 2.0))
+    if kw.get("alpha_mode", "uniform") == "uniform":  # one alpha for every class: a loss scale
+        return f"α={_num(alpha)}, γ={gamma}"
+    if alpha == "inverse_frequency":
+        return f"class α ∝ 1/n, γ={gamma}"
+    if isinstance(alpha, (list, tuple)):
+        return f"class α=[{', '.join(_num(a) for a in alpha)}], γ={gamma}"
+    return f"class α={_num(alpha)}, γ={gamma}"
+
+
+def _lnsr_label(kw: dict[str, Any]) -> str:
+    parts = []
+    noise, sigma = kw.get("noise", LNSR_DEFAULTS["noise"]), float(kw.get("sigma", LNSR_DEFAULTS["sigma"]))
+    if noise == "fixed":
+        parts.append(f"fixed σ={_num(sigma)}")
+    elif sigma != LNSR_DEFAULTS["sigma"]:
+        parts.append(f"σ={_num(sigma)}×RMS")
+    elif noise != LNSR_DEFAULTS["noise"]:
+        parts.append(f"noise {noise}")
+    lam = [float(x) for x in kw.get("lambdas", LNSR_DEFAULTS["lambdas"])]
+    if lam != LNSR_DEFAULTS["lambdas"]:
+        parts.append("λ=" + ", ".join(_num(x) for x in lam))
+    if kw.get("positions", "all") != "all":
+        parts.append("[CLS] only" if kw["positions"] == "first" else f"positions {kw['positions']}")
+    if kw.get("layers"):
+        parts.append(f"layers {kw['layers']}")
+    return ", ".join(parts)
+
+
 def variant_label(config: dict[str, Any]) -> str:
     """The row name of a run: the method's name plus the settings that distinguish a
-    searched variant (focal (alpha, gamma), SWA window) or a non-default DSGD schedule."""
+    searched variant (focal α and γ, saying when α is class-dependent; LNSR's noise,
+    weights and positions when not the defaults; the SWA window and span), a non-default
+    DSGD schedule, Mosbach et al.'s recipe, or a run trained on a bootstrap resample."""
+    from dsgd.ensembles import split_bootstrap
+
     m = str(config.get("method", "fft"))
     kw = dict(config.get("method_kwargs") or {})
     name = METHOD_NAMES.get(m, m)
+    if split_bootstrap(dict(config.get("task_kwargs") or {}), int(config.get("seed", 0)))[1] is not None:
+        return f"{name} (bootstrap resample)"  # a bagging member: the BAG rows vote over them
+    if m == "fft" and is_mosbach(config):
+        return "FFT (Mosbach et al.)"
     if m == "focal":
-        return f"{name} (α={_num(kw.get('alpha', 0.25))}, γ={_num(kw.get('gamma', 2.0))})"
+        return f"{name} ({_focal_label(kw)})"
+    if m == "lnsr":
+        extra = _lnsr_label(kw)
+        return f"{name} ({extra})" if extra else name
     if m == "swa":
-        return f"{name} (window {int(kw.get('window', 3))})"
+        span = kw.get("span")
+        return f"{name} (window {int(kw.get('window', 3))}" + (f", last {100 * float(span):g} %)" if span else ")")
     if m == "dsgd":
         extra = []
         if config.get("schedule", "linear") != "linear":
@@ -76,9 +134,10 @@ def variant_label(config: dict[str, Any]) -> str:
 
 def family(label: str) -> str:
     """The row a searched variant belongs to: ``"FocalLoss (α=1, γ=2)" -> "FocalLoss"``,
-    ``"SWA (window 3)" -> "SWA"`` (also for their "best of search" rows); every other
-    label is its own family (``"FFT (no bias corr.)"``, ``"DSGD (cosine)"``, ``"ENS(×3)"``)."""
-    for fam in ("FocalLoss", "SWA"):
+    ``"SWA (window 3)" -> "SWA"``, ``"LNSR ([CLS] only)" -> "LNSR"`` (also for their "best
+    of search" rows); every other label is its own family (``"FFT (no bias corr.)"``,
+    ``"DSGD (cosine)"``, ``"ENS(×3)"``)."""
+    for fam in FAMILIES:
         if label == fam or label.startswith(fam + " ("):
             return fam
     return label
@@ -129,6 +188,31 @@ def method_variants(methods: Sequence[str], focal_search: Sequence[Sequence[floa
 GRID_PARAMETERS = ("tasks", "task_kwargs", "task_settings", "models", "model_kwargs", "train_size",
                    "eval_size", "max_length", "batch_size", "grad_accum", "lr", "epochs", "warmup_ratio",
                    "seeds", "methods", "focal_search", "swa_windows", "method_kwargs")
+# optional: rows beyond methods x settings, each a dict of RunConfig fields over the shared
+# base (``extra_variants``), e.g. Mosbach et al.'s recipe or bagging members:
+#   {"method": "fft", "lr": 2e-5, "epochs": 6.0}
+#   {"method": "fft", "task_kwargs": {"bootstrap_seed": "seed"}}
+#   {"method": "focal", "method_kwargs": {"alpha": 0.75, "gamma": 2.0, "alpha_mode": "class"}}
+
+
+def check_extra_variants(extra: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validate ``extra_variants`` before anything runs: each a dict with a registered
+    ``method``, only RunConfig fields (not task, model or seed, which the grid sets), and
+    method settings the method accepts."""
+    from dsgd.methods import get_method
+
+    known = set(RunConfig.__dataclass_fields__) - {"task", "model", "seed"}
+    out = []
+    for i, v in enumerate(extra or []):
+        if not isinstance(v, dict) or "method" not in v:
+            raise ValueError(f"extra_variants[{i}] must be a dict with a 'method', got {v!r}")
+        bad = sorted(set(v) - known)
+        if bad:
+            raise ValueError(f"extra_variants[{i}] has field(s) {bad} that are not RunConfig fields "
+                             "(task, model and seed come from the grid)")
+        get_method(v["method"], **dict(v.get("method_kwargs") or {}))
+        out.append(dict(v))
+    return out
 
 
 def base_config(P: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +233,9 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
     seeds fastest), from its parameters (see :data:`GRID_PARAMETERS`).
 
     ``task_settings`` maps a task to RunConfig fields that differ for it (the paper trains
-    each task for its own number of epochs and maximum length). Unknown fields fail.
+    each task for its own number of epochs and maximum length); ``extra_variants`` (optional)
+    adds rows given as RunConfig fields (:func:`check_extra_variants`), after the methods'
+    variants. Unknown fields fail.
     """
     missing = [k for k in GRID_PARAMETERS if k not in P]
     if missing:
@@ -159,6 +245,7 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
     if extra:
         raise ValueError(f"task_settings names task(s) {extra} that are not in tasks {P['tasks']}")
     variants = method_variants(P["methods"], P["focal_search"], P["swa_windows"], P["method_kwargs"])
+    variants += [{"method_kwargs": {}, **v} for v in check_extra_variants(P.get("extra_variants") or [])]
     base = base_config(P)
     out: list[RunConfig] = []
     for task in P["tasks"]:
@@ -170,8 +257,9 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
             for v in variants:
                 for s in P["seeds"]:
                     d = {**base, **over, "task": task, "model": model, **v, "seed": int(s)}
-                    if "task_kwargs" in over:
-                        d["task_kwargs"] = {**base["task_kwargs"], **over["task_kwargs"]}
+                    if "task_kwargs" in over or "task_kwargs" in v:
+                        d["task_kwargs"] = {**base["task_kwargs"], **dict(over.get("task_kwargs") or {}),
+                                            **dict(v.get("task_kwargs") or {})}
                     out.append(RunConfig(**d))
     ids = [c.run_id() for c in out]
     if len(set(ids)) != len(ids):
@@ -208,8 +296,12 @@ def best_of_search(df: pd.DataFrame, fam: str, group_by: Sequence[str] = ("task"
     Returns ``(rows, choice)``: the chosen runs relabelled ``"<fam> (best of search)"``
     and a table of the choice per group (variant, mean, runs, variants searched). The choice
     is made on the evaluation set the table reports, so it is optimistic by construction.
+    Focal loss is searched among its class-dependent-α variants (Lin et al.'s form) when
+    there are any: with one α for every class, α is only a loss scale.
     """
     sub = df[df["family"] == fam] if len(df) else df
+    if fam == "FocalLoss" and len(sub) and sub["label"].str.contains("class α").any():
+        sub = sub[sub["label"].str.contains("class α")]
     if not len(sub):
         return df.iloc[0:0], pd.DataFrame(columns=[*group_by, "chosen", "mean", "n", "searched"])
     g = sub.groupby([*group_by, "label"])[metric].agg(["mean", "size"]).reset_index()
@@ -230,32 +322,47 @@ def best_of_search(df: pd.DataFrame, fam: str, group_by: Sequence[str] = ("task"
 
 
 def ensemble_frame(records: Iterable[dict[str, Any]], fft_sizes: Sequence[int] = (3, 5, 7, 9),
-                   dsgd_sizes: Sequence[int] = (9,), n_subsets: int = 10, seed: int = 0) -> pd.DataFrame:
-    """ENS(×N) over FFT runs and DSGD(×N) over DSGD runs (paper-default DSGD only),
-    majority vote of stored predictions (:func:`dsgd.ensembles.ensemble_table`), ``n_subsets``
-    random member sets per size; ``label`` = the row name."""
-    from dsgd.ensembles import ensemble_table
+                   dsgd_sizes: Sequence[int] = (9,), n_subsets: int = 10, seed: int = 0,
+                   members: str = "random", bag_sizes: Sequence[int] = (3, 5, 9)) -> pd.DataFrame:
+    """Majority-vote ensembles of stored predictions (:func:`dsgd.ensembles.ensemble_table`):
 
-    recs = [r for r in records if r.get("status") in ("ok", "diverged")
-            and (r["config"]["method"] == "fft" or variant_label(r["config"]) == "DSGD")]
-    ens = ensemble_table(recs, sizes={"fft": tuple(fft_sizes), "dsgd": tuple(dsgd_sizes)},
-                         methods=("fft", "dsgd"), labels={"fft": "ENS", "dsgd": "DSGD"},
-                         n_subsets=n_subsets, seed=seed)
+    * ``ENS(×N)`` over plain FFT runs and ``DSGD(×N)`` over paper-default DSGD runs —
+      **seed ensembles**: the members differ only in their seed (initialisation of the head,
+      data order, dropout), all trained on the same training set;
+    * ``BAG(×N)`` — **bagging**: FFT runs each trained on its own bootstrap resample of the
+      training set (``task_kwargs["bootstrap_seed"]``), when the store holds such runs.
+
+    ``members``: ``"random"`` draws ``n_subsets`` random N-member subsets of the available
+    runs (they overlap, so their spread understates the spread of independent ensembles);
+    ``"disjoint"`` takes every disjoint group of N consecutive seeds (with ten seeds: three
+    groups of 3, two of 5, one of 7 or 9 — no spread from a single group). ``label`` is
+    the row name."""
+    from dsgd.diagnostics import metrics as _metrics
+    from dsgd.diagnostics import verdict
+    from dsgd.ensembles import ensemble_predictions, ensemble_table
+
+    if members not in ("random", "disjoint"):
+        raise ValueError(f"members must be 'random' or 'disjoint', got {members!r}")
+    draw = {"n_subsets": 1, "disjoint": True} if members == "disjoint" else {"n_subsets": n_subsets}
+    recs = [r for r in records if r.get("status") in ("ok", "diverged")]
+    seed_recs = [r for r in recs if variant_label(r["config"]) in ("FFT", "DSGD")]
+    bag_recs = [r for r in recs if variant_label(r["config"]) == "FFT (bootstrap resample)"]
+    parts = [ensemble_table(seed_recs, sizes={"fft": tuple(fft_sizes), "dsgd": tuple(dsgd_sizes)},
+                            methods=("fft", "dsgd"), labels={"fft": "ENS", "dsgd": "DSGD"}, seed=seed, **draw)]
+    if bag_recs:
+        parts.append(ensemble_table(bag_recs, sizes={"fft": tuple(bag_sizes)}, methods=("fft",),
+                                    labels={"fft": "BAG"}, seed=seed, kind="bagging", **draw))
+    ens = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     # the single runs' verdicts distinguish "degenerate" (above the majority rate without a
     # useful decision boundary); judge each ensemble's vote by the same rule
-    from dsgd.diagnostics import verdict
-    from dsgd.ensembles import ensemble_predictions
-
-    by_key = {(r["config"]["task"], r["config"]["model"], r["config"]["method"], r["config"]["seed"]): r
-              for r in recs}
-    from dsgd.diagnostics import metrics as _metrics
-
+    by_key = {(r["config"]["task"], r["config"]["model"], r["config"]["method"], r["config"]["seed"],
+               variant_label(r["config"]) == "FFT (bootstrap resample)"): r for r in seed_recs + bag_recs}
     verdicts, balanced = [], []
     for row in ens.itertuples():
-        members = [by_key[(row.task, row.model, row.base_method, s)] for s in row.members]
-        labels = members[0]["labels"]
-        k = int(max(max(labels), *(max(m["predictions"]) for m in members))) + 1
-        pred = ensemble_predictions([m["predictions"] for m in members], num_labels=max(2, k))
+        mem = [by_key[(row.task, row.model, row.base_method, s, row.kind == "bagging")] for s in row.members]
+        labels = mem[0]["labels"]
+        k = int(max(max(labels), *(max(m["predictions"]) for m in mem))) + 1
+        pred = ensemble_predictions([m["predictions"] for m in mem], num_labels=max(2, k))
         verdicts.append(verdict(pred, labels, num_labels=max(2, k), majority_rate=row.majority_rate))
         balanced.append(_metrics(pred, labels, num_labels=max(2, k))["balanced_accuracy"])
     ens["verdict"] = verdicts
@@ -263,6 +370,41 @@ def ensemble_frame(records: Iterable[dict[str, Any]], fft_sizes: Sequence[int] =
     ens["label"] = ens["method"]
     ens["family"] = ens["method"]
     return ens
+
+
+def ensemble_comparison(records: Iterable[dict[str, Any]], fft_sizes: Sequence[int] = (3, 5, 7, 9),
+                        dsgd_sizes: Sequence[int] = (9,), n_subsets: int = 10, seed: int = 0,
+                        model: str | None = None) -> pd.DataFrame:
+    """Each ensemble row both ways (:func:`ensemble_frame`): ``n_subsets`` overlapping
+    random member sets against disjoint groups of seeds — mean accuracy (%), spread over
+    the sets and their number — and the change of the mean and of the spread. Overlapping
+    draws share members, so their spread is not that of independent ensembles."""
+    recs = list(records)
+    if model is not None:
+        recs = [r for r in recs if r["config"]["model"] == model]
+    out = {}
+    for how in ("random", "disjoint"):
+        e = ensemble_frame(recs, fft_sizes, dsgd_sizes, n_subsets=n_subsets, seed=seed, members=how)
+        g = e.groupby("label")["accuracy"].agg(["mean", "std", "size"]) if len(e) else pd.DataFrame(
+            columns=["mean", "std", "size"])
+        out[how] = g
+    labels = [l for l in ROW_ORDER if l in set(out["random"].index) | set(out["disjoint"].index)]
+    rows = []
+    for lab in labels:
+        r = out["random"].loc[lab] if lab in out["random"].index else None
+        d = out["disjoint"].loc[lab] if lab in out["disjoint"].index else None
+        rows.append({"row": lab,
+                     "random sets: mean (%)": 100 * r["mean"] if r is not None else np.nan,
+                     "random sets: std": 100 * r["std"] if r is not None else np.nan,
+                     "random sets": int(r["size"]) if r is not None else 0,
+                     "disjoint groups: mean (%)": 100 * d["mean"] if d is not None else np.nan,
+                     "disjoint groups: std": 100 * d["std"] if d is not None else np.nan,
+                     "disjoint groups": int(d["size"]) if d is not None else 0})
+    t = pd.DataFrame(rows).set_index("row") if rows else pd.DataFrame()
+    if len(t):
+        t["mean change"] = t["disjoint groups: mean (%)"] - t["random sets: mean (%)"]
+        t["std change"] = t["disjoint groups: std"] - t["random sets: std"]
+    return t
 
 
 def row_order(labels: Iterable[str]) -> list[str]:
