@@ -62,8 +62,12 @@ def test_focal_per_class_list_and_inverse_frequency() -> None:
     inv = get_method("focal", alpha="inverse_frequency", alpha_mode="class")
     inv.observe_data(SimpleNamespace(train_labels=[0, 0, 0, 1], num_labels=2))
     assert inv.class_alpha == pytest.approx([0.25, 0.75])
-    with pytest.raises(ValueError, match="no training example"):
-        inv.observe_data(SimpleNamespace(train_labels=[0, 0], num_labels=2))
+    # a class with no training example is never a target: weight 0, the rest normalised
+    # among themselves: counts (2, 0, 1) -> (1/2, 0, 1) / (3/2) = (1/3, 0, 2/3)
+    inv.observe_data(SimpleNamespace(train_labels=[0, 0, 2], num_labels=3))
+    assert inv.class_alpha == pytest.approx([1 / 3, 0.0, 2 / 3])
+    with pytest.raises(ValueError, match="needs training labels"):
+        inv.observe_data(SimpleNamespace(train_labels=[], num_labels=2))
 
 
 def test_focal_class_alpha_errors() -> None:

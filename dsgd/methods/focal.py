@@ -22,8 +22,9 @@ Two ways of reading ``alpha`` (``alpha_mode``):
     training examples of class c, normalised to sum to 1 over the classes (so two classes
     of equal size get 0.5 each, and in the binary case it is the ``alpha`` / ``1 - alpha``
     pair with alpha = n_0 / n). The counts come from the training split through the
-    engine's :meth:`Method.observe_data` hook, before training (a class absent from the
-    training split is an error).
+    engine's :meth:`Method.observe_data` hook, before training. A class absent from the
+    training split gets weight 0 (it is never a target, so its weight never enters the
+    loss) and the others are normalised among themselves.
 
 ``method_kwargs={"alpha": 0.25, "gamma": 2, "alpha_mode": "class"}`` is Lin et al.'s
 default setting in this library.
@@ -42,12 +43,12 @@ ALPHA_MODES = ("uniform", "class")
 
 
 def inverse_frequency_alpha(labels: Sequence[int], num_labels: int) -> list[float]:
-    """``alpha_c = (1/n_c) / sum_k (1/n_k)`` from the training labels."""
+    """``alpha_c = (1/n_c) / sum_k (1/n_k)`` over the classes present in the training
+    labels; 0 for a class with no training example (never a target: its weight is unused)."""
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_labels)[:num_labels]
-    if (counts == 0).any():
-        raise ValueError(f"focal alpha='inverse_frequency': classes {np.flatnonzero(counts == 0).tolist()} "
-                         "have no training example; pass alpha as a list instead")
-    inv = 1.0 / counts
+    if not counts.any():
+        raise ValueError("focal alpha='inverse_frequency' needs training labels; got none")
+    inv = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
     return (inv / inv.sum()).tolist()
 
 
