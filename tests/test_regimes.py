@@ -33,6 +33,8 @@ def test_vocabulary():
 def test_arm_labels():
     assert rg.arm_label({"method": "dsgd", "schedule_kwargs": {"floor": 0.5}}) == "DSGD, floor 0.5"
     assert rg.arm_label({"method": "fft"}) == "FFT"
+    assert rg.arm_label({"method": "pcgrad", "method_kwargs": {"variant": "paper"}}) == "PCGrad, paper's Algorithm 1"
+    assert rg.arm_label({"method": "dsgd", "correct_from": "eval"}) == "DSGD, correct from eval pass"
     assert rg.optimiser_label({"method": "fft-nobc"}) == "AdamW w/o bias corr."
     assert rg.optimiser_label({"method": "dsgd", "adam_bias_correction": False}) == "AdamW w/o bias corr."
 

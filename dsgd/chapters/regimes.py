@@ -48,6 +48,9 @@ def arm_label(cfg: dict[str, Any]) -> str:
         for k in ("floor", "delay"):
             if sk.get(k):
                 parts.append(f"{k} {sk[k]:g}")
+    if m == "pcgrad" and mk.get("variant") == "paper":
+        mk = {k: v for k, v in mk.items() if k != "variant"}
+        parts.append("paper's Algorithm 1")
     if mk:
         parts.append(", ".join(f"{k}={v}" for k, v in sorted(mk.items())))
     if cfg.get("correct_from") == "eval":
