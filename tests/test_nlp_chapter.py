@@ -440,16 +440,22 @@ def test_focal_search_prefers_class_dependent_alpha():
     assert sorted(rows["accuracy"]) == [0.70, 0.72]
 
 
-def test_bagging_and_disjoint_seed_ensembles_by_hand():
-    y = [0, 0, 1, 1, 1, 1]
-    preds = {0: [0, 0, 1, 1, 0, 0], 1: [0, 1, 1, 1, 1, 0], 2: [1, 0, 1, 0, 1, 1],
+# six FFT runs of a six-example task, worked by hand in the tests below
+SIX_Y = [0, 0, 1, 1, 1, 1]
+SIX_PREDS = {0: [0, 0, 1, 1, 0, 0], 1: [0, 1, 1, 1, 1, 0], 2: [1, 0, 1, 0, 1, 1],
              3: [0, 0, 0, 0, 0, 0], 4: [1, 1, 1, 1, 1, 1], 5: [0, 0, 1, 1, 1, 0]}
-    recs = [{"run_id": f"f{s}", "status": "ok", "predictions": p, "labels": y,
-             "config": {"task": "t", "model": "m", "method": "fft", "seed": s}} for s, p in preds.items()]
+
+
+def _six_runs(prefix: str = "f", **config) -> list[dict]:
+    return [{"run_id": f"{prefix}{s}", "status": "ok", "predictions": p, "labels": SIX_Y,
+             "config": {"task": "t", "model": "m", "method": "fft", "seed": s, **config}}
+            for s, p in SIX_PREDS.items()]
+
+
+def test_bagging_and_disjoint_seed_ensembles_by_hand():
+    recs = _six_runs()
     # bagging members: the same predictions, but trained on bootstrap resamples
-    recs += [{"run_id": f"b{s}", "status": "ok", "predictions": p, "labels": y,
-              "config": {"task": "t", "model": "m", "method": "fft", "seed": s,
-                         "task_kwargs": {"bootstrap_seed": "seed"}}} for s, p in preds.items()]
+    recs += _six_runs("b", task_kwargs={"bootstrap_seed": "seed"})
     ens = nlp.ensemble_frame(recs, fft_sizes=[3], dsgd_sizes=[], bag_sizes=[3], members="disjoint")
     # disjoint groups of three seeds: {0,1,2} votes [0,0,1,1,1,0] -> 5/6; {3,4,5} votes [0,0,1,1,1,0] -> 5/6
     for label in ("ENS(×3)", "BAG(×3)"):
@@ -462,12 +468,7 @@ def test_bagging_and_disjoint_seed_ensembles_by_hand():
 
 
 def test_ensemble_comparison_random_against_disjoint():
-    y = [0, 0, 1, 1, 1, 1]
-    preds = {0: [0, 0, 1, 1, 0, 0], 1: [0, 1, 1, 1, 1, 0], 2: [1, 0, 1, 0, 1, 1],
-             3: [0, 0, 0, 0, 0, 0], 4: [1, 1, 1, 1, 1, 1], 5: [0, 0, 1, 1, 1, 0]}
-    recs = [{"run_id": f"f{s}", "status": "ok", "predictions": p, "labels": y,
-             "config": {"task": "t", "model": "m", "method": "fft", "seed": s}} for s, p in preds.items()]
-    t = nlp.ensemble_comparison(recs, fft_sizes=[3], dsgd_sizes=[], n_subsets=4, seed=1)
+    t = nlp.ensemble_comparison(_six_runs(), fft_sizes=[3], dsgd_sizes=[], n_subsets=4, seed=1)
     row = t.loc["ENS(×3)"]
     # two disjoint groups, both 5/6 (worked out in the test above): mean 83.33, no spread between them
     assert row["disjoint groups"] == 2 and row["disjoint groups: mean (%)"] == pytest.approx(500 / 6)

@@ -203,3 +203,17 @@ def test_candidates_verdict_needs_a_significant_gain_over_fft():
     assert rg.candidates_verdict(_cand_frame(0, 3))[0] == "not resolved"
     # 8 of 10 failed where PCGrad never did: p = 0.0078 against PCGrad
     assert rg.candidates_verdict(_cand_frame(8, 8))[0] == "contradicted"
+
+
+def test_open_choices_compare_each_variant_with_its_default():
+    rows = []
+    for s in range(6):
+        rows.append({"setting": "S", "arm": "DSGD", "seed": s, "failed": True})
+        rows.append({"setting": "S", "arm": "DSGD, correct from eval pass", "seed": s, "failed": s < 2})
+        rows.append({"setting": "S", "arm": "PCGrad", "seed": s, "failed": False})
+    out = rg.open_choices(pd.DataFrame(rows), "S")
+    # eval pass: 2 of 6 failed, DSGD 6 of 6; the 4 discordant seeds all favour the eval pass:
+    # exact McNemar p = 2 * 0.5**4 = 0.125
+    assert "failed on 2/6" in out["choice_eval"] and "6/6" in out["choice_eval"]
+    assert "less often than DSGD (2 vs 6" in out["choice_eval"] and "p = 0.125" in out["choice_eval"]
+    assert "not stored yet" in out["choice_pcgrad"]

@@ -758,6 +758,35 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
     return out
 
 
+# ------------------------------------------------------- the paper's open choices
+OPEN_CHOICES = (  # (key, variant arm, the library's default arm, what the variant changes)
+    ("choice_eval", "DSGD, correct from eval pass", "DSGD",
+     "deciding which examples are correctly classified by a separate no-dropout pass"),
+    ("choice_pcgrad", "PCGrad, paper's Algorithm 1", "PCGrad",
+     "projecting with the norm, as the paper's Algorithm 1 prints it, instead of Yu et al.'s squared norm"),
+)
+
+
+def open_choices(df: pd.DataFrame, setting: str) -> dict[str, str]:
+    """One sentence per open choice of the paper (:data:`OPEN_CHOICES`) in ``setting``:
+    each variant's failures against the library's default arm on the seeds both ran, with
+    exact intervals and the exact McNemar test; says so when the variant is not stored."""
+    from dsgd.chapters._common import failure_text, failures_sentence
+
+    sub = df[df["setting"] == setting]
+    out = {}
+    for key, variant, default, what in OPEN_CHOICES:
+        v = sub[sub["arm"] == variant].set_index("seed")["failed"]
+        d = sub[sub["arm"] == default].set_index("seed")["failed"]
+        if not len(v):
+            out[key] = (f"{variant} ({what}): not stored yet in {setting} (block 2f of "
+                        "results/regimes/sweep.yaml computes it).")
+            continue
+        out[key] = (f"{variant} ({what}) failed on {failure_text(v)}, {default} on {failure_text(d)}. "
+                    + failures_sentence(variant, v, default, d))
+    return out
+
+
 # ------------------------------------------------------- one-pass candidates
 def step_time_ratios(path: Any) -> dict[str, float]:
     """CPU-time ratio to FFT per method label from a ``benchmarks/step_time.py --json`` file
