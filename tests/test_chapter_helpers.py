@@ -378,3 +378,15 @@ def test_schedule_widget_builds_without_output_capture():
 
     box = schedule_widget()
     assert type(box.children[1]).__name__ == "Image"
+
+
+def test_seeds_phrase_says_when_methods_have_different_seeds():
+    rows = [{"method": m, "setting": st, "seed": s} for m, n in (("fft", 10), ("dsgd", 10), ("pcgrad", 3), ("lnsr", 2))
+            for st in ("a", "b") for s in range(n)]
+    rows += [{"method": "lnsr", "setting": "a", "seed": 2}]  # 3 seeds in one setting, 2 in the other: fewest counts
+    f = pd.DataFrame(rows)
+    names = {"fft": "FFT", "dsgd": "DSGD", "pcgrad": "PCGrad", "lnsr": "LNSR"}
+    assert C.seeds_phrase(f, ["setting"], names, order=["fft", "pcgrad", "lnsr", "dsgd"]) == \
+        "10 seeds of FFT and DSGD, 3 of PCGrad, 2 of LNSR"
+    same = f[f["method"].isin(["fft", "dsgd"])]
+    assert C.seeds_phrase(same, ["setting"]) == "10 seeds per method"

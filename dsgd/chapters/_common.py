@@ -155,6 +155,29 @@ def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: i
 # numbers with the library's statistics, so that a direction word ("more often", "higher",
 # "no different") is chosen by comparing numbers, a difference that is not significant is
 # said to be so, and a missing number never renders as "nan".
+def seeds_phrase(frame: pd.DataFrame, by: Sequence[str] = (), names: dict[str, str] | None = None,
+                 order: Sequence[str] | None = None) -> str:
+    """How many seeds each method has, in words: "10 seeds per method" when they agree,
+    else "10 seeds of FFT and DSGD, 3 of PCGrad and LNSR" (per method the fewest over the
+    groups ``by``, e.g. the settings), so that a partly computed set says so."""
+    names = names or {}
+    cols = ["method", *by]
+    per = frame.groupby(cols)["seed"].nunique().groupby(level="method").min()
+    methods = [m for m in (order or []) if m in per.index] + [m for m in per.index if m not in (order or [])]
+    counts = list(dict.fromkeys(int(per[m]) for m in sorted(methods, key=lambda m: -int(per[m]))))
+    if len(counts) == 1:
+        return f"{counts[0]} seed{'s' if counts[0] != 1 else ''} per method"
+
+    def listing(ms: list[str]) -> str:
+        ns = [names.get(m, m) for m in ms]
+        return ns[0] if len(ns) == 1 else ", ".join(ns[:-1]) + " and " + ns[-1]
+
+    parts = [f"{n} seed{'s' if n != 1 else ''} of {listing([m for m in methods if int(per[m]) == n])}"
+             if i == 0 else f"{n} of {listing([m for m in methods if int(per[m]) == n])}"
+             for i, n in enumerate(counts)]
+    return ", ".join(parts)
+
+
 def failure_text(failed: Sequence[bool]) -> str:
     """``"3/10 (0.30, 95 % CI 0.07–0.65)"``: the failed runs among ``failed`` (one flag per
     run) with their exact (Clopper–Pearson) interval; ``"no runs"`` when empty."""

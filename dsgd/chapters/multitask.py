@@ -216,7 +216,7 @@ def chapter_findings(stored: pd.DataFrame | None) -> list[dict[str, Any]]:
     d = per_seed.get("dsgd", pd.Series(dtype=float))
     seeds = sorted(set(f.index) & set(d.index))
     pairs = ", ".join(dict.fromkeys(stored["pair"]))
-    setting = f"MiniLM-L6 with one shared head per task on {pairs}, stored runs, {len(seeds)} shared seeds"
+    setting = f"MiniLM-L6, one encoder with one head per task, on {pairs}, stored runs, {len(seeds)} shared seeds"
     rows = []
     if len(seeds) >= 2:
         res = stats.paired_difference(100 * d.loc[seeds].to_numpy(), 100 * f.loc[seeds].to_numpy())
