@@ -217,3 +217,9 @@ def test_open_choices_compare_each_variant_with_its_default():
     assert "failed on 2/6" in out["choice_eval"] and "6/6" in out["choice_eval"]
     assert "less often than DSGD (2 vs 6" in out["choice_eval"] and "p = 0.125" in out["choice_eval"]
     assert "not stored yet" in out["choice_pcgrad"]
+
+
+def test_second_task_sentence_says_what_is_missing():
+    assert "no class-balanced task" in rg.second_task_sentence(None, None)
+    t = pd.DataFrame([{"method": "FFT", "seeds": 10, "failed": 3}, {"method": "DSGD", "seeds": 10, "failed": 0}])
+    assert "block 2g" in rg.second_task_sentence(t, "S")

@@ -860,6 +860,18 @@ def candidate_verdict(t: pd.DataFrame, name: str) -> str:
             f"; failure rate {rate}{cost}.")
 
 
+def second_task_sentence(cand: pd.DataFrame | None, setting: str | None) -> str:
+    """The one-pass candidates on the class-balanced task (issue 19's second task), from
+    :func:`candidates_table` of that setting, or why there is nothing to say yet."""
+    if cand is None or setting is None:
+        return "The set holds no class-balanced task yet."
+    ran = [n for n in CANDIDATES if n in set(cand["method"])]
+    if not ran:
+        return (f"No one-pass candidate has been run on {setting} yet (block 2g of "
+                "results/regimes/sweep.yaml runs the class-balanced weights there, beside PCGrad).")
+    return f"On {setting}: " + " ".join(candidate_verdict(cand, n) for n in ran)
+
+
 # ------------------------------------------------------------------ findings page
 def _verdict_from_test(row: pd.Series | None, want: str) -> str:
     """"supported" when the arm fails significantly ``want`` ("less often"/"more often")
