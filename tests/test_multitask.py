@@ -349,3 +349,18 @@ def test_search_sentence_names_the_leads_and_the_all_failed_candidates():
                                        "successful a runs: batch 16 (2 of 4 failed). In 2 of them every a run failed.")
     assert search_sentence(None, "a") == "No search runs are stored in this checkout."
     assert isinstance(t, pd.DataFrame)
+
+
+def test_what_we_found_says_when_a_small_spread_is_a_plateau():
+    from dsgd.chapters.multitask import what_we_found
+
+    rows = []
+    for s, (fa, fv, da) in enumerate([(0.65, "collapsed", 0.648), (0.90, "success", 0.650),
+                                      (0.80, "success", 0.646), (0.92, "success", 0.650)]):
+        rows.append({"pair": "a+b", "task": "a", "column": "a+b: a", "method": "fft", "seed": s,
+                     "accuracy": fa, "majority_rate": 0.65, "verdict": fv})
+        rows.append({"pair": "a+b", "task": "a", "column": "a+b: a", "method": "dsgd", "seed": s,
+                     "accuracy": da, "majority_rate": 0.65, "verdict": "collapsed"})
+    out = what_we_found(pd.DataFrame(rows), "test")
+    assert "every DSGD run failed on a" in out["wwf_spread"] and "not stability" in out["wwf_spread"]
+    assert "every FFT run" not in out["wwf_spread"]

@@ -133,7 +133,7 @@ def failed_counts(frame: pd.DataFrame, order: Sequence[str] | None = None) -> pd
 def interval_table(frame: pd.DataFrame, order: Sequence[str] | None = None,
                    columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Table 6 with its uncertainty, one row per (task column, method): the seeds, the mean
-    accuracy (%) with its Student-t 95 % interval, the seed STD (points) with its bootstrap
+    accuracy (%) with its Student-t 95 % interval (cut to [0, 100]), the seed STD (points) with its bootstrap
     (BCa) 95 % interval, and the failed runs on that task with their exact (Clopper–Pearson)
     interval. A group whose runs all ended at one accuracy has no spread to resample: its
     STD interval is left empty and the row says so."""
@@ -154,6 +154,7 @@ def interval_table(frame: pd.DataFrame, order: Sequence[str] | None = None,
             slo, shi = stats.std_ci(acc)
             rate = stats.rate_ci(int(bad[sel].sum()), int(sel.sum()))
             one_value = stats.is_constant(acc)
+            lo, hi = max(lo, 0.0), min(hi, 100.0)  # an accuracy lies in [0, 100]: the t interval is cut there
             rows.append({"task": c, "method": METHOD_NAMES.get(m, m), "seeds": int(sel.sum()),
                          "accuracy (%)": round(mean, 2),
                          "95 % interval": f"[{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else "–",
@@ -351,7 +352,14 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
     for c in columns:
         f = 100 * by_seed("fft", c).dropna().to_numpy(float)
         d = 100 * by_seed("dsgd", c).dropna().to_numpy(float)
-        spread.append(spread_sentence(label(c), d, f))
+        sentence = spread_sentence(label(c), d, f)
+        stuck = [METHOD_NAMES[m] for m in ("dsgd", "fft") if len(by_seed(m, c, "failed"))
+                 and by_seed(m, c, "failed").astype(bool).all()]
+        if stuck:  # a small spread of runs that all failed is the spread of the majority-class plateau
+            sentence += (f" (every {' and every '.join(stuck)} run failed on {label(c)}, so "
+                         f"{'that' if len(stuck) == 1 else 'their'} small spread is that of runs resting at "
+                         "the majority class, not stability)")
+        spread.append(sentence)
     out["wwf_spread"] = "; ".join(spread) + "."
     acc = frame.groupby(["method", "seed"])["accuracy"].mean().groupby("method").mean()
     best = "fft" if acc["fft"] >= acc.max() - 1e-12 else str(acc.idxmax())  # a tie with FFT is no gain
