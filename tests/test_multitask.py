@@ -364,3 +364,18 @@ def test_what_we_found_says_when_a_small_spread_is_a_plateau():
     out = what_we_found(pd.DataFrame(rows), "test")
     assert "every DSGD run failed on a" in out["wwf_spread"] and "not stability" in out["wwf_spread"]
     assert "every FFT run" not in out["wwf_spread"]
+
+
+def test_put_numbers_writes_a_dash_for_the_std_of_one_seed():
+    from dsgd.chapters.multitask import put_numbers
+    from tests.test_chapter_helpers import Recorder
+
+    rows = [{"pair": "a+b", "task": t, "column": f"a+b: {t}", "method": m, "seed": 0, "accuracy": acc,
+             "majority_rate": 0.5, "verdict": "success"}
+            for t, acc in (("a", 0.8), ("b", 0.9)) for m in ("fft", "dsgd")]
+    frame = pd.DataFrame(rows)
+    table, _ = table6(frame, order=["fft", "dsgd"])
+    R = Recorder()
+    put_numbers(R, "build", frame, table, ["a+b: a", "a+b: b"])
+    assert R.values["build_c0_fft_std"] == "–" and R.values["build_fft_STD"] == "–"
+    assert R.values["build_c1_dsgd_acc"] == "90.00" and R.values["build_fft_ACC"] == "85.00"

@@ -187,15 +187,15 @@ METHOD_ORDER = ["fft", "focal", "pcgrad", "lnsr", "noisytune", "swa", "dsgd"]  #
 def put_numbers(R: Any, prefix: str, frame: pd.DataFrame, table: pd.DataFrame, columns: Sequence[str]) -> None:
     """Glue one result set's headline numbers, keyed by the column's position ``j`` in
     ``columns`` (so the text reads the same for every profile): FFT's and DSGD's mean
-    and std per column (``<prefix>_c<j>_<method>_acc|std``), their ACC and STD, and the
-    number of (run, task) rows and of failed ones."""
+    and std per column (``<prefix>_c<j>_<method>_acc|std``; a dash for the std of a single
+    seed), their ACC and STD, and the number of (run, task) rows and of failed ones."""
     for j, c in enumerate(columns):
         for m in ("fft", "dsgd"):
             R.put(f"{prefix}_c{j}_{m}_acc", table.loc[m, (c, "mean")], ".2f")
-            R.put(f"{prefix}_c{j}_{m}_std", table.loc[m, (c, "std")], ".2f")
+            R.put_number(f"{prefix}_c{j}_{m}_std", float(table.loc[m, (c, "std")]), ".2f")  # one seed: no std
     for m in ("fft", "dsgd"):
         R.put(f"{prefix}_{m}_ACC", table.loc[m, ("average", "mean")], ".2f")
-        R.put(f"{prefix}_{m}_STD", table.loc[m, ("average", "std")], ".2f")
+        R.put_number(f"{prefix}_{m}_STD", float(table.loc[m, ("average", "std")]), ".2f")
     bad = _failed(frame)
     R.put(f"{prefix}_n_task_runs", len(frame))
     R.put(f"{prefix}_n_task_failed", int(bad.sum()))
