@@ -19,6 +19,10 @@ RESULTS_VERSION = 1
 
 # Fields that do not change a run's numbers and are left out of its id.
 _NON_RESULT_FIELDS = {"tags", "probe_every", "progress", "device"}
+# Switches that only add evaluations or records to a run (its weights and its final
+# evaluation stay the same: tests/test_engine.py checks it). They stay in the run id, which
+# names a record's contents, but not in :meth:`RunConfig.training_id`.
+_RECORD_ONLY_FIELDS = {"eval_each_epoch": True, "record_history": True}
 
 
 @dataclass
@@ -117,6 +121,13 @@ class RunConfig:
         blob = json.dumps(self.result_dict(), sort_keys=True, default=str)
         h = hashlib.sha256(blob.encode()).hexdigest()[:12]
         return f"{self.task}-{self.model}-{self.method}-s{self.seed}-{h}"
+
+    def training_id(self) -> str:
+        """The run id of the same run with the record-only switches (``eval_each_epoch``,
+        ``record_history``) at their defaults. Two configs with one training id train the
+        same weights and end with the same final evaluation, so a cheaper build run (no
+        evaluation after each epoch) can verify a stored record of the full one."""
+        return self.replace(**_RECORD_ONLY_FIELDS).run_id()
 
 
 # --------------------------------------------------------------------------- type checks

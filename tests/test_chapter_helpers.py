@@ -81,6 +81,10 @@ def test_overlap_agreement_counts_reproduced_runs_only():
               _rec("dsgd", 0, 0.600, "collapsed"),   # other verdict: not
               _rec("dsgd", 7, 0.5)]                  # not in the build
     assert C.overlap_agreement(build, stored) == (1, 3)
+    # a build run without the per-epoch evaluation still verifies the full stored run
+    lean = [_rec("fft", 0, 0.800, eval_each_epoch=False, run_id="another-id")]
+    assert C.overlap_agreement(lean, stored) == (1, 1)
+    assert C.overlap_agreement([_rec("fft", 0, 0.800, lr=1e-3)], stored) == (0, 0)
 
 
 def test_put_verification_glues_counts_or_dashes():

@@ -73,6 +73,23 @@ def test_probe_does_not_change_the_numbers() -> None:
     assert probed["run_id"] == plain["run_id"]
 
 
+
+@pytest.mark.parametrize("method", ["fft", "dsgd", "swa"])
+def test_evaluating_each_epoch_does_not_change_the_run(method: str) -> None:
+    # a transformer with dropout, three epochs: the per-epoch evaluations (dropout off, no
+    # gradients) must not move the random streams that training draws from
+    cfg = RunConfig(task="synthetic_tokens", model="tiny-bert", method=method, lr=1e-3, epochs=3,
+                    batch_size=8, train_size=32, eval_size=24, threads=1,
+                    method_kwargs={"window": 2} if method == "swa" else {})
+    full = train_run(cfg)
+    lean = train_run(cfg.replace(eval_each_epoch=False, record_history=False))
+    assert len(full["per_epoch"]) == 3 and lean["per_epoch"] == [] and not lean["history"].get("loss")
+    assert lean["predictions"] == full["predictions"]
+    assert lean["metrics"]["accuracy"] == full["metrics"]["accuracy"]
+    assert lean["run_id"] != full["run_id"]  # the records differ ...
+    assert cfg.replace(eval_each_epoch=False).training_id() == cfg.training_id() == full["run_id"]
+    assert cfg.replace(seed=1).training_id() != cfg.training_id()  # ... the training does not
+
 # ------------------------------------------------------------------ gradient accumulation
 class _Recorder(torch.optim.SGD):
     """SGD with lr 1 that remembers the gradient it applied."""

@@ -223,3 +223,18 @@ def test_second_task_sentence_says_what_is_missing():
     assert "no class-balanced task" in rg.second_task_sentence(None, None)
     t = pd.DataFrame([{"method": "FFT", "seeds": 10, "failed": 3}, {"method": "DSGD", "seeds": 10, "failed": 0}])
     assert "block 2g" in rg.second_task_sentence(t, "S")
+
+
+def test_longer_setting_is_the_main_tasks_next_budget():
+    from types import SimpleNamespace
+
+    recs = [_rec("fft", s, "success", 0.9) for s in range(2)]
+    ch = SimpleNamespace(df=rg.run_frame(recs), main_task="t")
+    assert rg.longer_setting(ch) is None
+    assert "no longer budget" in rg.longer_budget_sentence(None, None)
+    recs += [_rec("fft", s, "collapsed", 0.6, steps=600) for s in range(2)]
+    recs += [_rec("fft", s, "success", 0.8, steps=300) for s in range(2)]
+    ch = SimpleNamespace(df=rg.run_frame(recs), main_task="t")
+    assert rg.short_setting(ch) == "t, 150 steps" and rg.longer_setting(ch) == "t, 300 steps"
+    t = rg.candidates_table(ch.df, "t, 300 steps", {})
+    assert list(t["method"]) == ["FFT"] and "block 9" in rg.longer_budget_sentence(t, "t, 300 steps")

@@ -112,12 +112,18 @@ def verify_recomputed(store: Any, k: int, seed: int, recomputed: dict[str, dict[
 
 
 def overlap_agreement(build: Sequence[dict[str, Any]], stored: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    """``(agreeing, overlapping)``: of the build's runs whose run id the stored set also
-    holds, how many reproduce the stored record (:func:`dsgd.sweep.reproduces`)."""
+    """``(agreeing, overlapping)``: of the build's runs whose training the stored set also
+    holds (same :meth:`dsgd.config.RunConfig.training_id`: the same settings and seed, with
+    or without the evaluation after each epoch), how many reproduce the stored record
+    (:func:`dsgd.sweep.reproduces`)."""
+    from dsgd.config import RunConfig
     from dsgd.sweep import reproduces
 
-    by_id = {r["run_id"]: r for r in stored}
-    pairs = [(by_id[r["run_id"]], r) for r in build if r["run_id"] in by_id]
+    def key(r: dict[str, Any]) -> str:
+        return RunConfig.from_dict(r["config"]).training_id()
+
+    by_id = {key(r): r for r in stored}
+    pairs = [(by_id[key(r)], r) for r in build if key(r) in by_id]
     return sum(reproduces(s, b)[0] for s, b in pairs), len(pairs)
 
 
@@ -141,7 +147,7 @@ def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: i
     parts = []
     if overlap:
         parts.append(f"{agree} of the {overlap} runs of this build's own grid that the stored set also holds "
-                     "(same settings and seeds, hence the same run ids)")
+                     "(same training settings and seeds)")
     if n_drawn:
         parts.append(f"{ok_drawn} of {n_drawn} stored runs drawn at random ({', '.join(verify['run_id'])}; largest "
                      f"accuracy difference {100 * float(verify['diff'].max()):.2f} points)")

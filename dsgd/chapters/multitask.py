@@ -35,8 +35,11 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
     ``parameters`` cell or a profile such as ``notebooks/params/multitask/paper.yaml``):
     ``pairs, methods, seeds, model, model_kwargs, task_kwargs, lr, epochs, batch_size,
     grad_accum, max_length, train_size, eval_size, swa_window`` and, when given,
-    ``warmup_ratio`` and ``swa_span`` (SWA's snapshots spread over that last fraction of the
-    steps instead of one per epoch: :class:`dsgd.methods.swa.SWA`)."""
+    ``warmup_ratio``, ``swa_span`` (SWA's snapshots spread over that last fraction of the
+    steps instead of one per epoch: :class:`dsgd.methods.swa.SWA`) and ``eval_each_epoch``
+    (off, a run skips its evaluations before the last: the chapter reads only the final
+    one, and such a run trains exactly as the stored run with them, see
+    :meth:`dsgd.config.RunConfig.training_id`)."""
     base = {"model": P["model"], "model_kwargs": dict(P.get("model_kwargs") or {}),
             "task_kwargs": dict(P.get("task_kwargs") or {}), "lr": float(P["lr"]),
             "epochs": float(P["epochs"]), "batch_size": int(P["batch_size"]),
@@ -44,6 +47,8 @@ def chapter_grid(P: dict[str, Any]) -> list[RunConfig]:
             "train_size": P.get("train_size"), "eval_size": P.get("eval_size")}
     if P.get("warmup_ratio") is not None:
         base["warmup_ratio"] = float(P["warmup_ratio"])
+    if P.get("eval_each_epoch") is not None:
+        base["eval_each_epoch"] = bool(P["eval_each_epoch"])
     swa = {"window": int(P.get("swa_window", 3))}
     if P.get("swa_span") is not None:
         swa["span"] = float(P["swa_span"])

@@ -427,13 +427,25 @@ MECHANISM_COLUMNS = ["arm", "seed", "steps", "crossing_step", "window_steps", "c
                      "minority_steps", "switches", "exit_step", "exit_after_crossing", "failed"]
 
 
+def main_settings(ch: Chapter) -> list[str]:
+    """The main task's AdamW settings, shortest budget first."""
+    df, task = ch.df, ch.main_task
+    return [s for s in setting_order(df) if df[df["setting"] == s]["task"].iloc[0] == task
+            and df[df["setting"] == s]["optimiser"].iloc[0] == "AdamW"]
+
+
 def short_setting(ch: Chapter) -> str:
     """The main task's shortest AdamW setting (``"<task>, 150 steps"`` in the CPU set): the
     one the headline numbers and the mechanism section read."""
-    df, task = ch.df, ch.main_task
-    main = [s for s in setting_order(df) if df[df["setting"] == s]["task"].iloc[0] == task
-            and df[df["setting"] == s]["optimiser"].iloc[0] == "AdamW"]
-    return main[0] if main else setting_order(df)[0]
+    main = main_settings(ch)
+    return main[0] if main else setting_order(ch.df)[0]
+
+
+def longer_setting(ch: Chapter) -> str | None:
+    """The main task's next AdamW budget after :func:`short_setting` (300 steps in the CPU
+    set), if the set holds one."""
+    main = main_settings(ch)
+    return main[1] if len(main) > 1 else None
 
 
 def balanced_setting(ch: Chapter) -> str | None:
@@ -865,10 +877,23 @@ def second_task_sentence(cand: pd.DataFrame | None, setting: str | None) -> str:
     :func:`candidates_table` of that setting, or why there is nothing to say yet."""
     if cand is None or setting is None:
         return "The set holds no class-balanced task yet."
+    return _candidates_in(cand, setting, "block 2g of results/regimes/sweep.yaml runs the class-balanced "
+                                         "weights there, beside PCGrad")
+
+
+def longer_budget_sentence(cand: pd.DataFrame | None, setting: str | None) -> str:
+    """The one-pass candidates at the main task's longer budget (:func:`longer_setting`),
+    from :func:`candidates_table` of that setting, or why there is nothing to say yet."""
+    if cand is None or setting is None:
+        return "The set holds no longer budget of the main task yet."
+    return _candidates_in(cand, setting, "block 9 of results/regimes/sweep.yaml runs the three candidates "
+                                         "there on 20 seeds")
+
+
+def _candidates_in(cand: pd.DataFrame, setting: str, plan: str) -> str:
     ran = [n for n in CANDIDATES if n in set(cand["method"])]
     if not ran:
-        return (f"No one-pass candidate has been run on {setting} yet (block 2g of "
-                "results/regimes/sweep.yaml runs the class-balanced weights there, beside PCGrad).")
+        return f"No one-pass candidate has been run on {setting} yet ({plan})."
     return f"On {setting}: " + " ".join(candidate_verdict(cand, n) for n in ran)
 
 
