@@ -489,3 +489,33 @@ def test_extra_variants_join_the_grid_and_fail_early():
                      ([{"method": "swa", "method_kwargs": {"span": 2.0}}], "span")):
         with pytest.raises(ValueError, match=msg):
             nlp.chapter_grid({**chapter_defaults(), "extra_variants": bad})
+
+
+def test_search_table_picks_the_fewest_failures_then_the_higher_mean():
+    rows = []
+    for s in range(3):  # hand-made search: two focal variants, one LNSR variant
+        rows += [{"label": "FocalLoss (class α=0.25, γ=2)", "seed": s, "accuracy": [0.6, 0.8, 0.7][s],
+                  "verdict": ["collapsed", "success", "success"][s]},
+                 {"label": "FocalLoss (class α ∝ 1/n, γ=2)", "seed": s, "accuracy": [0.6, 0.8, 0.7][s],
+                  "verdict": "success"},
+                 {"label": "FocalLoss (class α=0.75, γ=2)", "seed": s, "accuracy": [0.75, 0.8, 0.7][s],
+                  "verdict": "success"},
+                 {"label": "LNSR ([CLS] only)", "seed": s, "accuracy": 0.6, "verdict": "collapsed"}]
+    stored = pd.DataFrame([{"label": "FFT", "seed": s, "verdict": v, "accuracy": 0.7}
+                           for s, v in enumerate(["collapsed", "success", "failed", "success"])]
+                          + [{"label": "FocalLoss (class α=0.75, γ=2)", "seed": s, "verdict": "success",
+                              "accuracy": 0.8} for s in range(4)])
+    t = nlp.search_table(pd.DataFrame(rows), stored).set_index("variant")
+    # 1 of 3 failed: Clopper-Pearson [0.0084, 0.9057]
+    assert t.loc["FocalLoss (class α=0.25, γ=2)", "failed"] == "1/3"
+    assert t.loc["FocalLoss (class α=0.25, γ=2)", "failure rate 95 % CI"] == "[0.01, 0.91]"
+    assert t.loc["LNSR ([CLS] only)", "failure rate 95 % CI"] == "[0.29, 1.00]"
+    assert t.loc["LNSR ([CLS] only)", "FFT failed (same seeds)"] == "2/3"  # seeds 0-2 of the stored FFT
+    # two focal variants without failures; the one with the higher mean (75 > 70) is chosen
+    assert list(t.index[t["chosen"]]) == ["FocalLoss (class α=0.75, γ=2)", "LNSR ([CLS] only)"]
+    assert nlp.search_choice(t.reset_index()) == {"FocalLoss": "FocalLoss (class α=0.75, γ=2)",
+                                                  "LNSR": "LNSR ([CLS] only)"}
+    text = nlp.search_sentence(t.reset_index(), stored)
+    assert "3 variants tried" in text and "1 variant tried" in text
+    assert "holds 4 of its 10 seeds" in text and "holds 0 of its 10 seeds" in text
+    assert "not been run" in nlp.search_sentence(nlp.search_table(pd.DataFrame()), None)

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from dsgd import stats
 from dsgd.config import RunConfig
 
 # ============================================================================ labels
@@ -319,6 +320,71 @@ def best_of_search(df: pd.DataFrame, fam: str, group_by: Sequence[str] = ("task"
         choice.append({**dict(zip(group_by, key)), "chosen": best["label"], "mean": 100 * best["mean"],
                        "n": int(best["size"]), "searched": len(part)})
     return pd.concat(rows) if rows else sub.iloc[0:0], pd.DataFrame(choice)
+
+
+def search_table(search: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A recorded search of baseline settings (issue #20: focal loss with a class-dependent
+    α, LNSR's noise and weights), one row per variant of the search set ``search`` (a
+    :func:`nlp_frame`): its family, seeds, accuracy per seed (%), mean, failed runs with the
+    Clopper-Pearson interval, and, from the ``stored`` set on the same seeds, how many FFT
+    runs failed. ``chosen`` marks each family's pick (:func:`search_choice`)."""
+    from dsgd.diagnostics import failure_kind
+
+    cols = ["family", "variant", "seeds", "accuracy per seed (%)", "mean (%)", "failed", "failure rate 95 % CI",
+            "FFT failed (same seeds)", "chosen"]
+    if search is None or not len(search):
+        return pd.DataFrame(columns=cols)
+    fft = (stored[stored["label"] == "FFT"].set_index("seed")["verdict"] if stored is not None and len(stored)
+           else pd.Series(dtype=object))
+    rows = []
+    for lab in dict.fromkeys(search["label"]):
+        g = search[search["label"] == lab].sort_values("seed")
+        failed = [failure_kind(v) is not None for v in g["verdict"]]
+        r = stats.rate_ci(sum(failed), len(g))
+        same = [s for s in g["seed"] if s in fft.index]
+        rows.append({"family": family(lab), "variant": lab, "seeds": len(g),
+                     "accuracy per seed (%)": ", ".join(f"{100 * a:.1f}" for a in g["accuracy"]),
+                     "mean (%)": 100 * float(g["accuracy"].mean()), "failed": f"{r.k}/{r.n}",
+                     "failure rate 95 % CI": f"[{r.lo:.2f}, {r.hi:.2f}]", "_k": r.k,
+                     "FFT failed (same seeds)": (f"{sum(failure_kind(fft[s]) is not None for s in same)}/{len(same)}"
+                                                 if same else "–")})
+    out = pd.DataFrame(rows)
+    picks = search_choice(out)
+    out["chosen"] = out["variant"].isin(set(picks.values()))
+    return out.drop(columns="_k")[cols]
+
+
+def search_choice(table: pd.DataFrame) -> dict[str, str]:
+    """Each family's chosen variant in a :func:`search_table`: the fewest failed runs,
+    then the highest mean accuracy, then the name (so ties are settled the same way every
+    time). Like the paper's own tuning, the choice is made on the evaluation set."""
+    if not len(table):
+        return {}
+    k = table["_k"] if "_k" in table else table["failed"].str.split("/").str[0].astype(int)
+    t = table.assign(_key_k=k.to_numpy(), _key_m=-table["mean (%)"].to_numpy())
+    return {fam: g.sort_values(["_key_k", "_key_m", "variant"]).iloc[0]["variant"]
+            for fam, g in t.groupby("family", sort=False)}
+
+
+def _n_variants(table: pd.DataFrame, fam: str) -> str:
+    n = int((table["family"] == fam).sum())
+    return f"{n} variant{'s' if n != 1 else ''}"
+
+
+def search_sentence(table: pd.DataFrame, stored: pd.DataFrame | None, seeds_wanted: int = 10) -> str:
+    """What the recorded search chose per family and how far its ten-seed row has got in
+    the stored set (the choice is then run on ``seeds_wanted`` seeds)."""
+    if not len(table):
+        return "The recorded search has not been run yet (results/nlp/search_reviewer.yaml)."
+    parts = []
+    for fam, lab in search_choice(table).items():
+        row = table[table["variant"] == lab].iloc[0]
+        n = int((stored["label"] == lab).sum()) if stored is not None and len(stored) else 0
+        where = (f"its row in the stored set has all {n} seeds" if n >= seeds_wanted else
+                 f"the stored set holds {n} of its {seeds_wanted} seeds so far")
+        parts.append(f"{fam}: {lab} (failed on {row['failed']} search seeds, mean {row['mean (%)']:.1f} %; "
+                     f"{_n_variants(table, fam)} tried); {where}")
+    return "Chosen by the search (fewest failed runs, then the higher mean): " + "; ".join(parts) + "."
 
 
 def ensemble_frame(records: Iterable[dict[str, Any]], fft_sizes: Sequence[int] = (3, 5, 7, 9),
