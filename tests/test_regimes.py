@@ -238,3 +238,18 @@ def test_longer_setting_is_the_main_tasks_next_budget():
     assert rg.short_setting(ch) == "t, 150 steps" and rg.longer_setting(ch) == "t, 300 steps"
     t = rg.candidates_table(ch.df, "t, 300 steps", {})
     assert list(t["method"]) == ["FFT"] and "block 9" in rg.longer_budget_sentence(t, "t, 300 steps")
+
+
+def test_balanced_prediction_names_each_budget_once():
+    from types import SimpleNamespace
+
+    recs = [_rec(m, s, "success", 0.9) for m in ("fft", "dsgd") for s in range(2)]
+    recs += [_rec(m, s, "collapsed", 0.5, steps=n, task="b") for m in ("fft", "dsgd") for s in range(2)
+             for n in (150, 300)]
+    df = rg.run_frame(recs)
+    ch = SimpleNamespace(df=df, main_task="t", pi={"t": 0.65, "b": 0.5}, comparisons=rg.paired_comparisons(df))
+    out = rg.mechanism_verdicts(ch, pd.DataFrame(), pd.DataFrame(columns=rg.MECHANISM_COLUMNS))
+    text = out["pred_balanced"]
+    # one sentence per budget of the balanced task, each naming its setting
+    assert text.count("On the balanced task") == 2
+    assert "b, 150 steps" in text and "b, 300 steps" in text and "every one of its 4 runs failed" in text

@@ -754,7 +754,7 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
                 row = _cmp(ch, s, "DSGD")
                 g = ch.df[ch.df["setting"] == s]
                 if len(g) and bool(g["failed"].all()):
-                    sents.append(f"On the balanced task {t} (π = {ch.pi[t]:.3f}): not testable, because "
+                    sents.append(f"On the balanced task, {s} (π = {ch.pi[t]:.3f}): not testable, because "
                                  f"every one of its {len(g)} runs failed (the model did not learn the task "
                                  "in this budget, whatever the method).")
                     continue
@@ -762,7 +762,7 @@ def mechanism_verdicts(ch: Chapter, msum: pd.DataFrame, mech: pd.DataFrame,
                     fft_f = int(row["reference failed"])
                     note = ("" if fft_f else " FFT itself never failed there, so this setting "
                             "cannot show a harm that vanishes, only one that appears.")
-                    sents.append(f"On the balanced task {t} (π = {ch.pi[t]:.3f}): {_harm_gone(row)}. "
+                    sents.append(f"On the balanced task, {s} (π = {ch.pi[t]:.3f}): {_harm_gone(row)}. "
                                  + comparison_sentence(row) + note)
     out["pred_balanced"] = (" ".join(sents) if sents else
                             "The harm vanishes on a balanced task: not testable (no balanced task stored yet).")
