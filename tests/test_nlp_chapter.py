@@ -241,6 +241,17 @@ def test_verify_in_build_recomputes_into_the_scratch_store(tmp_path, monkeypatch
         nlp.verify_in_build(tmp_path / "stored", build_store=tmp_path / "stored")
 
 
+def test_verify_in_build_draws_only_short_runs_when_asked(tmp_path):
+    tiny = dict(task="synthetic_blobs", model="tiny-mlp", train_size=32, eval_size=32, threads=1)
+    cfgs = [RunConfig(method="fft", seed=s, max_steps=n, **tiny) for s in (0, 1) for n in (3, 6)]
+    run_sweep(cfgs, tmp_path / "stored", progress=False)
+    table, recs = nlp.verify_in_build(tmp_path / "stored", k=4, seed=0, workers=1,
+                                      build_store=tmp_path / "build", max_steps=3)
+    assert len(table) == 2 and {r["config"]["max_steps"] for r in recs} == {3}
+    with pytest.raises(ValueError, match="at most 2 steps"):
+        nlp.verify_in_build(tmp_path / "stored", k=1, build_store=tmp_path / "build", max_steps=2)
+
+
 def test_verify_in_build_draws_once_while_a_sweep_adds_runs(tmp_path, monkeypatch):
     """A run stored between the draw and the comparison must not change the sample."""
     from fakerun import fake_run

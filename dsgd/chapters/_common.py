@@ -53,6 +53,15 @@ def open_stored(folder: Any) -> tuple[Any, list[dict[str, Any]]]:
     return store, store.records()
 
 
+def budget_steps(record: dict[str, Any]) -> int:
+    """Optimizer steps the run was given (its history length when timings lack them)."""
+    t = record.get("timings") or {}
+    n = t.get("total_steps") or t.get("steps")
+    if n:
+        return int(n)
+    return len((record.get("history") or {}).get("step", []))
+
+
 def verification_sample(store: Any, k: int, seed: int,
                         records: Sequence[dict[str, Any]] | None = None) -> list[RunConfig]:
     """The configs of the ``k`` stored runs that :func:`dsgd.sweep.verify_sample` with

@@ -544,7 +544,8 @@ def build_store_run(cfg: RunConfig) -> dict[str, Any]:
 
 
 def verify_in_build(stored: Any, k: int = 2, seed: int = 0, workers: int = 2, threads_per_worker: int = 1,
-                    backend: str = "local", build_store: Any = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+                    backend: str = "local", build_store: Any = None,
+                    max_steps: int | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Re-verify ``k`` random runs of a stored set, computing them in parallel.
 
     The sample is the one :func:`dsgd.sweep.verify_sample` draws; its runs are computed
@@ -553,9 +554,12 @@ def verify_in_build(stored: Any, k: int = 2, seed: int = 0, workers: int = 2, th
     reused), then ``verify_sample`` compares them with the stored records. A sweep may be
     adding runs to the stored set meanwhile, which would change the draw: both steps
     therefore work on a snapshot of its finished records taken first (a temporary copy).
-    Returns ``(verify_sample's table, the recomputed records)``. Refuses to compare a
-    store with itself.
+    ``max_steps``: draw only from runs of at most that many optimizer steps, so that a
+    stored set gaining long runs (600 steps take ~9 minutes here) cannot push the build
+    over its budget. Returns ``(verify_sample's table, the recomputed records)``. Refuses to
+    compare a store with itself.
     """
+    from dsgd.chapters._common import budget_steps
     import tempfile
 
     from dsgd.store import ResultStore
@@ -569,10 +573,12 @@ def verify_in_build(stored: Any, k: int = 2, seed: int = 0, workers: int = 2, th
     with tempfile.TemporaryDirectory(prefix="dsgd-verify-") as tmp:
         view = ResultStore(tmp)
         for rec in stored.records():
-            view.put(rec)
+            if not max_steps or budget_steps(rec) <= max_steps:
+                view.put(rec)
         chosen = verify_choice(view, k, seed)
         if not chosen:
-            raise ValueError(f"no finished runs in {stored.path} to verify")
+            raise ValueError(f"no finished runs in {stored.path} to verify"
+                             + (f" of at most {max_steps} steps" if max_steps else ""))
         cfgs = [RunConfig.from_dict(r["config"]) for r in chosen]
         recomputed = run_sweep(cfgs, build, workers=min(workers, len(cfgs)),
                                threads_per_worker=threads_per_worker, backend=backend, progress=False)

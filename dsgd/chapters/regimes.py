@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dsgd import stats
-from dsgd.chapters._common import failure_direction
+from dsgd.chapters._common import budget_steps, failure_direction
 from dsgd.config import RunConfig
 from dsgd.diagnostics import failure_kind
 from dsgd.survival import kaplan_meier, logrank, record_exit
@@ -70,15 +70,6 @@ def optimiser_label(cfg: dict[str, Any]) -> str:
     """"AdamW" (with bias correction) or "Adam w/o bias corr." (fft-nobc or the switch)."""
     nobc = cfg.get("method") == "fft-nobc" or cfg.get("adam_bias_correction") is False
     return "AdamW w/o bias corr." if nobc else "AdamW"
-
-
-def budget_steps(record: dict[str, Any]) -> int:
-    """Optimizer steps the run was given (its history length when timings lack them)."""
-    t = record.get("timings") or {}
-    n = t.get("total_steps") or t.get("steps")
-    if n:
-        return int(n)
-    return len((record.get("history") or {}).get("step", []))
 
 
 def setting_label(task: str, optimiser: str, steps: int, lr: float) -> str:
