@@ -372,7 +372,29 @@ def test_multitask_summary_by_hand():
     # task B: every run of each method at one accuracy: no variance test
     assert "B: std DSGD 0.0, FFT 0.0 points (no variance test: every DSGD run ended at one accuracy)" in v["wwf_spread"]
     assert v["wwf_best"] == "Highest ACC: FFT (66.0 %)."
+    assert v["wwf_baselines"] == "No baseline beside FFT and DSGD in this set."
     assert all(s.startswith("Not measured") for k, s in M.what_we_found(None, "x").items() if k != "wwf_source")
+
+
+def test_multitask_baselines_against_fft_by_hand():
+    from dsgd.chapters import multitask as M
+
+    f = _mt_frame()
+    extra = []
+    for s in range(4):  # PCGrad: fails on task B only at seed 3 (FFT failed on 0 and 1); LNSR never
+        for m, vb in (("pcgrad", "collapsed" if s == 3 else "success"), ("lnsr", "success")):
+            extra.append({"pair": "A+B", "task": "A", "column": "A+B: A", "method": m, "seed": s,
+                          "accuracy": 0.8, "majority_rate": 0.3, "verdict": "success"})
+            extra.append({"pair": "A+B", "task": "B", "column": "A+B: B", "method": m, "seed": s,
+                          "accuracy": 0.6, "majority_rate": 0.55, "verdict": vb})
+    text = M.what_we_found(pd.concat([f, pd.DataFrame(extra)], ignore_index=True), "x")["wwf_baselines"]
+    # only task B, where FFT failed; PCGrad 1/4 vs FFT 2/4 with 3 discordant seeds: McNemar p = 2 * 4/8 = 1;
+    # LNSR 0/4 vs 2/4, 2 discordant seeds: p = 0.5; Holm over the two: 1 and 1
+    assert text.startswith("B, where FFT failed on 2/4 (0.50, 95 % CI 0.07–0.93): PCGrad 1/4")
+    assert "less often than FFT on the 4 shared seeds (1 vs 2; exact McNemar p = 1, Holm-adjusted p = 1" in text
+    assert "LNSR 0/4 (0.00, 95 % CI 0.00–0.60), less often than FFT on the 4 shared seeds (0 vs 2; exact " \
+           "McNemar p = 0.5, Holm-adjusted p = 1, not significant)" in text
+    assert "A, where" not in text
 
 
 # ------------------------------------------------------------------ sensitivity

@@ -316,10 +316,11 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
     spread per task (Levene, not run for a group that ended at one value); the method with
     the highest ACC."""
     from dsgd import stats
-    from dsgd.chapters._common import failure_text, failures_sentence, spread_sentence, values_sentence
+    from dsgd.chapters._common import (compare_failures, failure_text, failures_sentence, spread_sentence,
+                                       values_sentence)
     from dsgd.diagnostics import failure_kind
 
-    keys = ("wwf_acc", "wwf_tasks", "wwf_failures", "wwf_spread", "wwf_best")
+    keys = ("wwf_acc", "wwf_tasks", "wwf_failures", "wwf_spread", "wwf_best", "wwf_baselines")
     if frame is None or not len(frame) or not {"fft", "dsgd"} <= set(frame["method"]):
         return {"wwf_source": source, **{k: "Not measured: no FFT and DSGD runs in this profile." for k in keys}}
     one_pair = frame["pair"].nunique() == 1
@@ -373,4 +374,36 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
                        + (f", FFT {100 * acc['fft']:.1f} %)" if best != "fft" else ")")
                        + (". " + values_sentence(name, by_seed(best, None), "FFT", by_seed("fft", None), what="ACC")
                           if best not in ("fft", "dsgd") else "; DSGD against FFT is the first point above." if best == "dsgd" else "."))
+    out["wwf_baselines"] = baselines_sentence(frame, by_seed, label, compare_failures, failure_text)
     return out
+
+
+def baselines_sentence(frame: pd.DataFrame, by_seed: Any, label: Any, compare_failures: Any,
+                       failure_text: Any) -> str:
+    """The single-learner baselines' failures against FFT's on each task where FFT failed at
+    least once: exact intervals, exact McNemar on the shared seeds, Holm-adjusted over every
+    baseline x task test of the sentence."""
+    from dsgd import stats
+
+    others = [m for m in METHOD_ORDER if m in set(frame["method"]) and m not in ("fft", "dsgd")]
+    columns = [c for c in dict.fromkeys(frame["column"]) if by_seed("fft", c, "failed").astype(bool).any()]
+    if not others or not columns:
+        return ("No baseline beside FFT and DSGD in this set." if not others else
+                "FFT never failed on a task here, so the baselines cannot show fewer failures.")
+    tests = [(c, m, compare_failures(by_seed(m, c, "failed").astype(bool), by_seed("fft", c, "failed").astype(bool)))
+             for c in columns for m in others]
+    adj = stats.holm([t[2]["p"] for t in tests])
+    parts = []
+    for c in columns:
+        items = []
+        for (cc, m, r), q in zip(tests, adj):
+            if cc != c:
+                continue
+            sig = "significant" if q < 0.05 else "not significant"
+            how = "as often as FFT" if r["direction"] == "as often" else f"{r['direction']} than FFT"
+            items.append(f"{METHOD_NAMES.get(m, m)} {failure_text(by_seed(m, c, 'failed').astype(bool))}, "
+                         f"{how} on the {r['n']} shared seeds ({r['k_a']} vs {r['k_b']}; exact "
+                         f"McNemar {stats.p_text(r['p'])}, Holm-adjusted {stats.p_text(q)}, {sig})")
+        fft = failure_text(by_seed("fft", c, "failed").astype(bool))
+        parts.append(f"{label(c)}, where FFT failed on {fft}: " + "; ".join(items))
+    return " ".join(p + "." for p in parts)
