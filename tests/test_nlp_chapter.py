@@ -522,6 +522,7 @@ def test_search_table_picks_the_fewest_failures_then_the_higher_mean():
     assert t.loc["FocalLoss (class α=0.25, γ=2)", "failure rate 95 % CI"] == "[0.01, 0.91]"
     assert t.loc["LNSR ([CLS] only)", "failure rate 95 % CI"] == "[0.29, 1.00]"
     assert t.loc["LNSR ([CLS] only)", "FFT failed (same seeds)"] == "2/3"  # seeds 0-2 of the stored FFT
+    assert np.isnan(t.loc["LNSR ([CLS] only)", "balanced acc. (%)"])  # not in this hand-made frame
     # two focal variants without failures; the one with the higher mean (75 > 70) is chosen
     assert list(t.index[t["chosen"]]) == ["FocalLoss (class α=0.75, γ=2)", "LNSR ([CLS] only)"]
     assert nlp.search_choice(t.reset_index()) == {"FocalLoss": "FocalLoss (class α=0.75, γ=2)",

@@ -325,12 +325,14 @@ def best_of_search(df: pd.DataFrame, fam: str, group_by: Sequence[str] = ("task"
 def search_table(search: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd.DataFrame:
     """A recorded search of baseline settings (issue #20: focal loss with a class-dependent
     α, LNSR's noise and weights), one row per variant of the search set ``search`` (a
-    :func:`nlp_frame`): its family, seeds, accuracy per seed (%), mean, failed runs with the
+    :func:`nlp_frame`): its family, seeds, accuracy per seed (%), mean, mean balanced accuracy
+    (a class-weighted loss may trade accuracy for it), failed runs with the
     Clopper-Pearson interval, and, from the ``stored`` set on the same seeds, how many FFT
     runs failed. ``chosen`` marks each family's pick (:func:`search_choice`)."""
     from dsgd.diagnostics import failure_kind
 
-    cols = ["family", "variant", "seeds", "accuracy per seed (%)", "mean (%)", "failed", "failure rate 95 % CI",
+    cols = ["family", "variant", "seeds", "accuracy per seed (%)", "mean (%)", "balanced acc. (%)", "failed",
+            "failure rate 95 % CI",
             "FFT failed (same seeds)", "chosen"]
     if search is None or not len(search):
         return pd.DataFrame(columns=cols)
@@ -344,7 +346,10 @@ def search_table(search: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd
         same = [s for s in g["seed"] if s in fft.index]
         rows.append({"family": family(lab), "variant": lab, "seeds": len(g),
                      "accuracy per seed (%)": ", ".join(f"{100 * a:.1f}" for a in g["accuracy"]),
-                     "mean (%)": 100 * float(g["accuracy"].mean()), "failed": f"{r.k}/{r.n}",
+                     "mean (%)": 100 * float(g["accuracy"].mean()),
+                     "balanced acc. (%)": (100 * float(g["balanced_accuracy"].mean())
+                                           if "balanced_accuracy" in g else math.nan),
+                     "failed": f"{r.k}/{r.n}",
                      "failure rate 95 % CI": f"[{r.lo:.2f}, {r.hi:.2f}]", "_k": r.k,
                      "FFT failed (same seeds)": (f"{sum(failure_kind(fft[s]) is not None for s in same)}/{len(same)}"
                                                  if same else "–")})
