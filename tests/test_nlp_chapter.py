@@ -106,12 +106,30 @@ def test_stored_sweep_file_is_the_cpu_full_grid():
     P = profile("cpu-full")
     grid = {c.run_id() for c in nlp.chapter_grid(P)}
     stored = [c.run_id() for c in configs_from_params(yaml.safe_load((ROOT / "results/nlp/sweep.yaml").read_text()))]
-    assert len(stored) == len(set(stored)) == len(grid) == 140  # 110 + the 30 reviewer rows (issue #20)
+    assert len(stored) == len(set(stored)) == len(grid) == 160  # 110 + the 50 reviewer rows (issue #20)
     assert set(stored) == grid
     # cpu-full computes every method of the grid for all its seeds
     assert P["build_seeds"] == P["seeds"] and set(P["build_methods"]) == set(P["methods"])
     # the embedded defaults describe the same grid (only what is computed differs)
     assert {c.run_id() for c in nlp.chapter_grid(chapter_defaults())} == grid
+
+
+def test_the_recorded_searchs_picks_are_rows_of_the_grid_on_ten_seeds():
+    """Whatever the stored search picks (nlp.search_choice) is a row of the stored sweep and
+    of the chapter's grid, with ten seeds."""
+    import collections
+
+    from dsgd.store import ResultStore
+
+    recs = ResultStore(ROOT / "results" / "nlp_search").records()
+    assert len(recs) == 30  # the whole of results/nlp/search_reviewer.yaml
+    picks = nlp.search_choice(nlp.search_table(nlp.nlp_frame(recs)))
+    assert set(picks) == {"FocalLoss", "LNSR"}
+    sweep = configs_from_params(yaml.safe_load((ROOT / "results/nlp/sweep.yaml").read_text()))
+    seeds = collections.Counter(nlp.variant_label(c.to_dict()) for c in sweep)
+    grid = {nlp.variant_label(c.to_dict()) for c in nlp.chapter_grid(chapter_defaults())}
+    for label in picks.values():
+        assert seeds[label] == 10 and label in grid
 
 
 def test_grid_shares_runs_with_the_phenomenon_chapter():
