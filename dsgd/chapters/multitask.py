@@ -316,8 +316,7 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
     spread per task (Levene, not run for a group that ended at one value); the method with
     the highest ACC."""
     from dsgd import stats
-    from dsgd.chapters._common import (compare_failures, failure_text, failures_sentence, spread_sentence,
-                                       values_sentence)
+    from dsgd.chapters._common import failure_text, failures_sentence, spread_sentence, values_sentence
     from dsgd.diagnostics import failure_kind
 
     keys = ("wwf_acc", "wwf_tasks", "wwf_failures", "wwf_spread", "wwf_best", "wwf_baselines")
@@ -374,16 +373,17 @@ def what_we_found(frame: pd.DataFrame | None, source: str) -> dict[str, str]:
                        + (f", FFT {100 * acc['fft']:.1f} %)" if best != "fft" else ")")
                        + (". " + values_sentence(name, by_seed(best, None), "FFT", by_seed("fft", None), what="ACC")
                           if best not in ("fft", "dsgd") else "; DSGD against FFT is the first point above." if best == "dsgd" else "."))
-    out["wwf_baselines"] = baselines_sentence(frame, by_seed, label, compare_failures, failure_text)
+    out["wwf_baselines"] = baselines_sentence(frame, by_seed, label)
     return out
 
 
-def baselines_sentence(frame: pd.DataFrame, by_seed: Any, label: Any, compare_failures: Any,
-                       failure_text: Any) -> str:
+def baselines_sentence(frame: pd.DataFrame, by_seed: Any, label: Any) -> str:
     """The single-learner baselines' failures against FFT's on each task where FFT failed at
     least once: exact intervals, exact McNemar on the shared seeds, Holm-adjusted over every
-    baseline x task test of the sentence."""
+    baseline x task test of the sentence. ``by_seed(method, column, what)`` and ``label(column)``
+    are :func:`what_we_found`'s accessors."""
     from dsgd import stats
+    from dsgd.chapters._common import compare_failures, failure_text
 
     others = [m for m in METHOD_ORDER if m in set(frame["method"]) and m not in ("fft", "dsgd")]
     columns = [c for c in dict.fromkeys(frame["column"]) if by_seed("fft", c, "failed").astype(bool).any()]
