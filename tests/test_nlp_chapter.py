@@ -549,3 +549,60 @@ def test_search_table_picks_the_fewest_failures_then_the_higher_mean():
     assert "3 variants tried" in text and "1 variant tried" in text
     assert "holds 4 of its 10 seeds" in text and "holds 0 of its 10 seeds" in text
     assert "not been run" in nlp.search_sentence(nlp.search_table(pd.DataFrame()), None)
+
+
+def test_row_changes_by_hand():
+    """Table 1 before and after added rows (issue #20), worked out by hand: the FFT and plain
+    focal rows are unchanged and not listed; focal's best of search is re-chosen (class α);
+    SWA gains a best of search measured against its one earlier row; Mosbach et al.'s
+    recipe is measured against FFT."""
+    S, C = "success", "collapsed"
+    fft = {"method": "fft"}
+    f1 = {"method": "focal", "method_kwargs": {"alpha": 1.0, "gamma": 0.5}}
+    f2 = {"method": "focal", "method_kwargs": {"alpha": 0.25, "gamma": 2.0}}
+    fc = {"method": "focal", "method_kwargs": {"alpha": 0.75, "gamma": 2.0, "alpha_mode": "class"}}
+    w2 = {"method": "swa", "method_kwargs": {"window": 2}}
+    w3 = {"method": "swa", "method_kwargs": {"window": 3, "span": 0.3}}
+    mos = {"method": "fft", "lr": 2e-5, "epochs": 6.0}
+    runs = {  # per seed 0-3: accuracy and verdict
+        "fft": (fft, [0.9, 0.6, 0.6, 0.8], [S, C, C, S]),
+        "f1": (f1, [0.8, 0.8, 0.6, 0.6], [S, S, C, C]),  # mean 0.70: the earlier focal pick
+        "f2": (f2, [0.6] * 4, [C] * 4),  # mean 0.60
+        "fc": (fc, [0.9, 0.9, 0.9, 0.6], [S, S, S, C]),  # the only class-α variant: the new pick
+        "w2": (w2, [0.6] * 4, [C] * 4),
+        "w3": (w3, [0.8] * 4, [S] * 4),
+        "mos": (mos, [0.9, 0.85, 0.6, 0.8], [S, S, C, S]),
+    }
+    recs = {k: [_row(cfg, s, a, v) for s, (a, v) in enumerate(zip(acc, ver))] for k, (cfg, acc, ver) in runs.items()}
+    P = {"ensemble_sizes": [], "dsgd_ensemble_sizes": [], "ensemble_subsets": 1, "ensemble_members": "disjoint"}
+    old = [r for k in ("fft", "f1", "f2", "w2") for r in recs[k]]
+    new = [r for rs in recs.values() for r in rs]
+    B, cb = nlp.table1_frame(nlp.nlp_frame(old), [], P)
+    A, ca = nlp.table1_frame(nlp.nlp_frame(new), [], P)
+    t = nlp.row_changes(B, A, "m", "t", cb, ca).set_index("row")
+    assert list(t.index) == ["FFT (Mosbach et al.)", "FocalLoss (best of search) = FocalLoss (class α=0.75, γ=2)",
+                             "SWA (best of search) = SWA (window 3, last 30 %)"]
+    m = t.loc["FFT (Mosbach et al.)"]
+    assert m["change"] == "new row" and m["against"] == "FFT"
+    assert m["failed"].startswith("1/4") and m["against: failed"].startswith("2/4")
+    # differences 0, +0.25, 0, 0: mean +6.25 points; one discordant seed: McNemar p = 1
+    assert m["difference (points)"] == pytest.approx(6.25) and m["McNemar p"] == pytest.approx(1.0)
+    f = t.loc["FocalLoss (best of search) = FocalLoss (class α=0.75, γ=2)"]
+    assert f["change"] == "re-chosen"
+    assert f["against"] == "FocalLoss (best of search) = FocalLoss (α=1, γ=0.5) (before)"
+    assert f["difference (points)"] == pytest.approx(12.5)  # (0.1 + 0.1 + 0.3 + 0) / 4
+    w = t.loc["SWA (best of search) = SWA (window 3, last 30 %)"]
+    assert w["against"] == "SWA (window 2)" and w["_k"] == 0 and w["_k_ref"] == 4
+    # four discordant seeds: exact McNemar p = 2 / 2^4 = 0.125; Holm over (1, 1, 0.125): 0.375
+    assert w["McNemar p"] == pytest.approx(0.125) and w["Holm (McNemar)"] == pytest.approx(0.375)
+    text = nlp.changes_sentence(t.reset_index())
+    assert text.startswith("3 rows of Table 1 are new or changed. FFT (Mosbach et al.) failed on 1/4")
+    assert "less often than SWA (window 2) (0 vs 4 on 4 shared seeds" in text
+    assert "Holm-adjusted McNemar p = 0.375, not significant" in text
+    assert nlp.changes_sentence(nlp.row_changes(B, B, "m", "t", cb, cb)).startswith("No row of Table 1 differs")
+    # a new SWA variant that loses the search: its own row is listed, the best of search
+    # (still the earlier SWA (window 2), the same runs) is not
+    w5 = [_row({"method": "swa", "method_kwargs": {"window": 5}}, s, 0.5, C) for s in range(4)]
+    A2, ca2 = nlp.table1_frame(nlp.nlp_frame(old + w5), [], P)
+    t2 = nlp.row_changes(B, A2, "m", "t", cb, ca2)
+    assert list(t2["row"]) == ["SWA (window 5)"] and t2["against"].iloc[0] == "SWA (window 2)"

@@ -478,6 +478,160 @@ def ensemble_comparison(records: Iterable[dict[str, Any]], fft_sizes: Sequence[i
     return t
 
 
+def table1_frame(frame: pd.DataFrame, records: Sequence[dict[str, Any]], P: dict[str, Any]
+                 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Every row of the page's Table 1 as one frame: the single runs (``frame``, a
+    :func:`nlp_frame` of ``records``), each searched family's best of search (when it has
+    more than one variant) and the ensembles (:func:`ensemble_frame` with the chapter's
+    ``ensemble_sizes``, ``dsgd_ensemble_sizes``, ``ensemble_subsets``, ``ensemble_members``).
+    Returns ``(rows, choices)``, ``choices[family]`` being :func:`best_of_search`'s table."""
+    parts, choices = [frame], {}
+    for fam in FAMILIES:
+        if len(frame) and (frame["family"] == fam).any() and frame[frame["family"] == fam]["label"].nunique() > 1:
+            best, choice = best_of_search(frame, fam)
+            parts.append(best)
+            choices[fam] = choice
+    ens = (ensemble_frame(records, P["ensemble_sizes"], P["dsgd_ensemble_sizes"], n_subsets=P["ensemble_subsets"],
+                          seed=0, members=P["ensemble_members"]) if len(records) else pd.DataFrame())
+    rows = pd.concat(parts + ([ens] if len(ens) else []), ignore_index=True) if len(frame) else frame
+    return rows, choices
+
+
+def reference_row(label: str, before: Iterable[str]) -> str | None:
+    """The row of the earlier Table 1 (labels ``before``) a row is measured against
+    (:func:`row_changes`): itself when it was there already; ``ENS(×N)`` for ``BAG(×N)``
+    (bagging against the seed ensemble of the same size); FFT for Mosbach et al.'s recipe
+    and for the bootstrap members; for a new variant of a searched family, that family's
+    earlier best of search, or its one earlier row; None when nothing earlier compares."""
+    before = list(before)
+    if label in before:
+        return label
+    if label.startswith("BAG("):
+        ens = "ENS(" + label[len("BAG("):]
+        return ens if ens in before else None
+    if label in ("FFT (Mosbach et al.)", "FFT (bootstrap resample)"):
+        return "FFT" if "FFT" in before else None
+    fam = family(label)
+    if fam in FAMILIES:
+        if f"{fam} (best of search)" in before:
+            return f"{fam} (best of search)"
+        same = [b for b in before if family(b) == fam]
+        return same[0] if len(same) == 1 else None
+    return None
+
+
+def _row_key(rows: pd.DataFrame) -> pd.Series:
+    """Per run (or ensemble group) of one Table-1 row, indexed by seed (an ensemble: its
+    first member's seed): the pair (accuracy, verdict), to tell an unchanged row."""
+    seeds = [int(m[0]) if "members" in rows and isinstance(m, (list, tuple)) and len(m) else int(s)
+             for s, m in zip(rows["seed"], rows["members"] if "members" in rows else [None] * len(rows))]
+    return pd.Series(list(zip(rows["accuracy"].round(12), rows["verdict"])), index=seeds)
+
+
+def row_changes(before: pd.DataFrame, after: pd.DataFrame, model: str, task: str,
+                before_choices: dict[str, pd.DataFrame] | None = None,
+                after_choices: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Which rows of Table 1 a set of added rows changed, and by how much (issue #20: the
+    reviewer's baselines). ``before`` and ``after`` are :func:`table1_frame`'s rows without
+    and with the added variants; ``*_choices`` its best-of-search choices (to name the
+    picks). One row per Table-1 row of ``after`` that is new or whose runs differ, set
+    against :func:`reference_row`: failed runs of each with exact intervals, the exact
+    McNemar test and the paired accuracy difference (t interval, Wilcoxon) on the shared
+    seeds (ensembles: the shared member groups), both p-values Holm-adjusted over the table."""
+    from dsgd.chapters._common import compare_failures, compare_values
+    from dsgd.diagnostics import failure_kind
+
+    def part(df: pd.DataFrame, label: str) -> pd.DataFrame:
+        if not len(df):
+            return df
+        return df[(df["label"] == label) & (df["model"] == model) & (df["task"] == task)]
+
+    def pick(choices: dict[str, pd.DataFrame] | None, label: str) -> str:
+        fam = family(label)
+        c = (choices or {}).get(fam)
+        if not label.endswith("(best of search)") or c is None or not len(c):
+            return label
+        c = c[(c["model"] == model) & (c["task"] == task)] if {"model", "task"} <= set(c.columns) else c
+        return f"{label} = {c['chosen'].iloc[0]}" if len(c) else label
+
+    def flags(df: pd.DataFrame) -> pd.Series:
+        k = _row_key(df)
+        return pd.Series([failure_kind(v) is not None for _, v in k], index=k.index)
+
+    def accs(df: pd.DataFrame) -> pd.Series:
+        k = _row_key(df)
+        return pd.Series([a for a, _ in k], index=k.index, dtype=float)
+
+    def labels(df: pd.DataFrame) -> list[str]:
+        return list(dict.fromkeys(df[(df["model"] == model) & (df["task"] == task)]["label"])) if len(df) else []
+
+    labels_b, labels_a = labels(before), labels(after)
+    # a variant that is its family's best of search is reported on that row only
+    picked = {pick(after_choices, lab).split(" = ", 1)[-1] for lab in labels_a if lab.endswith("(best of search)")}
+    rows = []
+    for lab in row_order(labels_a):
+        ref = reference_row(lab, labels_b)
+        if lab in picked and ref != lab:
+            continue
+        a = part(after, lab)
+        b = part(before, ref) if ref is not None else before.iloc[0:0]
+        ka, kb = _row_key(a), _row_key(b)
+        if ref is not None and len(ka) == len(kb) and ka.sort_index().equals(kb.sort_index()):
+            continue  # the same runs as before (e.g. a new best of search that picks the earlier row)
+        change = ("new row" if ref != lab else "re-chosen" if lab.endswith("(best of search)") else "runs changed")
+        fa, fb = flags(a), flags(b)
+        cf = compare_failures(fa, fb)
+        cv = compare_values(accs(a), accs(b))
+        ra = stats.rate_ci(int(fa.sum()), len(fa))
+        rb = stats.rate_ci(int(fb.sum()), len(fb)) if len(fb) else None
+        rows.append({"row": pick(after_choices, lab), "change": change,
+                     "against": (pick(before_choices, ref) + (" (before)" if ref == lab else "")) if ref else "–",
+                     "failed": stats.format_rate(ra), "against: failed": stats.format_rate(rb) if rb else "–",
+                     "shared": cf["n"], "McNemar p": cf["p"],
+                     "mean (%)": 100 * float(accs(a).mean()),
+                     "against: mean (%)": 100 * float(accs(b).mean()) if len(b) else math.nan,
+                     "shared: mean (%)": 100 * cv["a_mean"], "shared: against (%)": 100 * cv["b_mean"],
+                     "difference (points)": 100 * cv["mean"], "95 % CI": (
+                         f"[{100 * cv['lo']:+.1f}, {100 * cv['hi']:+.1f}]" if cv["n"] >= 2 and np.isfinite(cv["lo"])
+                         else "–"), "Wilcoxon p": cv["p"],
+                     "_k": cf["k_a"], "_k_ref": cf["k_b"], "_dir": cf["direction"]})
+    cols = ["row", "change", "against", "failed", "against: failed", "shared", "McNemar p", "Holm (McNemar)",
+            "mean (%)", "against: mean (%)", "shared: mean (%)", "shared: against (%)", "difference (points)",
+            "95 % CI", "Wilcoxon p", "Holm (Wilcoxon)"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    out = pd.DataFrame(rows)
+    out["Holm (McNemar)"] = stats.holm(out["McNemar p"].tolist())
+    out["Holm (Wilcoxon)"] = stats.holm(out["Wilcoxon p"].tolist())
+    return out[cols + ["_k", "_k_ref", "_dir"]]
+
+
+def changes_sentence(table: pd.DataFrame) -> str:
+    """:func:`row_changes` in words: each changed or new row, its failures against its
+    reference's on the shared seeds and its accuracy difference, significance read from
+    the Holm-adjusted p-values; the direction words follow the numbers."""
+    if table is None or not len(table):
+        return "No row of Table 1 differs from the table without the added rows."
+    parts = []
+    for _, d in table.iterrows():
+        if d["against"] == "–":
+            parts.append(f"{d['row']} (new, nothing earlier to compare with): failed on {d['failed']}")
+            continue
+        how = "as often as" if d["_dir"] == "as often" else f"{d['_dir']} than"
+        q, qw, diff = d["Holm (McNemar)"], d["Holm (Wilcoxon)"], d["difference (points)"]
+        sig = "significant" if q < 0.05 else "not significant"
+        word = "no different" if not qw < 0.05 else "higher" if diff > 0 else "lower"
+        parts.append(f"{d['row']} failed on {d['failed']}, {how} {d['against']} ({d['_k']} vs {d['_k_ref']} on "
+                     f"{d['shared']} shared seed{'s' if d['shared'] != 1 else ''}; Holm-adjusted McNemar {stats.p_text(q)}, {sig}); on those "
+                     f"seeds its mean accuracy was {d['shared: mean (%)']:.1f} % against "
+                     f"{d['shared: against (%)']:.1f} %, {diff:+.1f} points"
+                     + (f" (95 % CI {d['95 % CI'].strip('[]').replace(', ', ' to ')})" if d["95 % CI"] != "–" else "")
+                     + f", {word} (Holm-adjusted Wilcoxon {stats.p_text(qw)})")
+    n = len(table)
+    return (f"{n} row{'s' if n != 1 else ''} of Table 1 {'are' if n != 1 else 'is'} new or changed. "
+            + "; ".join(parts) + ".")
+
+
 def row_order(labels: Iterable[str]) -> list[str]:
     """Labels in the paper's row order (variants of a family together, in given order)."""
     labels = list(dict.fromkeys(labels))
