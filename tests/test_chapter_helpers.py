@@ -291,6 +291,17 @@ def test_nlp_findings_sentences_by_hand():
     assert rows_["table1_failures"]["verdict"] == "not resolved"  # 4 vs 2, p = 0.5
     assert rows_["table1_spread"]["verdict"] == "not testable at this scale"
     assert rows_["dsgd_cost"]["verdict"] == "supported"
+    # against the paper's baselines (here PCGrad alone): DSGD 4 vs 0, McNemar p = 2 / 2^4 = 0.125
+    b = rows_["table1_baselines"]
+    assert b["verdict"] == "not resolved" and "PCGrad 0/4" in b["measured"] and "p = 0.125" in b["measured"]
+    # eight seeds: DSGD fails on all, PCGrad on none -> p = 2 / 2^8 = 0.0078: contradicted
+    f8 = pd.concat([f, f.assign(seed=f["seed"] + 4)], ignore_index=True)
+    b8 = {r["key"]: r for r in nlp.chapter_findings(f8, "m", "t", {}, "s")}["table1_baselines"]
+    assert b8["verdict"] == "contradicted" and "DSGD 8 vs 0 on 8 shared seeds" in b8["measured"]
+    # a searched baseline is represented by its best of search
+    assert nlp.baseline_rows(["FFT", "SWA (window 2)", "FocalLoss (α=1, γ=2)", "FocalLoss (α=1, γ=0.5)",
+                              "FocalLoss (best of search)"]) == {"FocalLoss": "FocalLoss (best of search)",
+                                                                 "SWA": "SWA (window 2)"}
 
 
 def test_theory_findings_verdicts_from_values():
@@ -367,6 +378,7 @@ def test_figure_explorer_redraws_when_a_control_changes():
         ax.plot(range(k + 2))
         return fig
 
+    plt.close("all")  # figures other tests left open are not this test's
     slider = widgets.IntSlider(value=1, min=0, max=5)
     box = figure_explorer(draw, {"k": slider})
     image = box.children[1]

@@ -450,3 +450,47 @@ def test_holm_adjusted_p_decides_the_direction_word():
     assert C.levene_clause(0.01, 1.0, 2.0, adjusted=0.04).startswith("DSGD's spread smaller than FFT's")
     text = C.levene_clause(0.01, 1.0, 2.0, adjusted=0.3)
     assert text == "DSGD's spread no different from FFT's (Levene p = 0.01, Holm-adjusted p = 0.3, not significant)"
+
+
+def test_vision_best_method_over_and_within_settings_by_hand():
+    """Two settings; focal loss is stored in one of them only, so it competes there but not
+    over the settings (a method run only in an easy setting would look best)."""
+    from dsgd.chapters import vision as V
+
+    rows = []
+    for s in range(4):
+        for m, lt, st in (("fft", 0.30 + 0.01 * s, 0.50 + 0.01 * s), ("dsgd", 0.33 + 0.01 * s, 0.49 + 0.01 * s),
+                          ("lnsr", 0.40 + 0.02 * s, 0.521 + 0.01 * s), ("focal", 0.90, None)):
+            for setting, acc in (("LT", lt), ("ST", st)):
+                if acc is not None:
+                    rows.append({"setting": setting, "method": m, "seed": s, "accuracy": acc,
+                                 "tail_accuracy": 0.1, "verdict": "success"})
+    v = V.what_we_found(pd.DataFrame(rows), "stored set")["wwf_best"]
+    # over the settings: FFT (31.5 + 51.5) / 2 = 41.5, DSGD 42.5, LNSR (43 + 53.6) / 2 = 48.3
+    assert v.startswith("Highest mean accuracy over the settings: LNSR (48.3 %, FFT 41.5 %), among the 3 methods "
+                        "with runs in every setting (focal loss: not yet in every setting)")
+    # LT: focal 90 % against FFT, 60, 59, 58, 57 points; ST: LNSR +2.1 points on every seed.
+    # Each: four differences of one sign, Wilcoxon p = 2 / 2^4 = 0.125; Holm over the two: 0.25
+    assert "Highest mean in each setting: LT: focal loss (90.0 %) — focal loss's accuracy was" in v
+    assert "+58.5 points" in v and "ST: LNSR (53.6 %) — LNSR's accuracy was" in v
+    assert v.count("Holm-adjusted p = 0.25") == 2 and v.endswith(".") and ".;" not in v
+
+
+def test_vision_stored_summary_leaves_partly_stored_methods_out():
+    from dsgd.chapters import vision as V
+    from dsgd.report import table1
+
+    rows = [{"setting": st, "method": m, "seed": s, "accuracy": acc + 0.01 * s, "verdict": "success"}
+            for st in ("A", "B") for m, acc in (("fft", 0.50), ("dsgd", 0.40)) for s in range(3)]
+    rows += [{"setting": "A", "method": "focal", "seed": 0, "accuracy": 0.99, "verdict": "success"},
+             {"setting": "B", "method": "lnsr", "seed": 0, "accuracy": 0.9, "verdict": "success"}]
+    rows += [{"setting": "A", "method": "lnsr", "seed": s, "accuracy": 0.6 + 0.1 * s, "verdict": "success"}
+             for s in range(2)]
+    f = pd.DataFrame(rows)
+    out = V.stored_summary(f, table1(f, group_by="setting", columns=["A", "B"]))
+    assert V.complete_methods(f) == ["fft", "dsgd"]
+    # focal (one run) and LNSR (one run in B) would top the means; neither has two runs in every setting
+    assert out["stored_best_method"] == "FFT" and out["stored_steadiest_method"] == "FFT"  # equal stds: the first
+    assert out["stored_n_seeds"] == ("3 seeds of FFT and DSGD, 1 of focal loss and LNSR in the settings stored so "
+                                     "far (focal loss, LNSR: not yet two runs in every setting, so left out of the "
+                                     "best and steadiest below)")
