@@ -195,8 +195,29 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (or the text given), else
+    :func:`platform.processor` or ``""``. Recorded with every run because CPU results are
+    reproducible only on the same kind of processor: kernels differ by instruction set."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or ""
+
+
 def machine(device: torch.device) -> dict[str, Any]:
+    """Where a run ran: platform, CPU model and the instruction set torch's CPU kernels use
+    (``AVX512``, ``AVX2``, ...), cores, threads and device (with the GPU's name)."""
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: None)()
     info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor(),
+                            "cpu_model": cpu_model(), "cpu_capability": capability,
                             "cpu_count": os.cpu_count(),
                             "torch_threads": torch.get_num_threads(), "device": str(device)}
     if device.type == "cuda":

@@ -246,3 +246,16 @@ def test_unknown_task_and_model() -> None:
         train_run(RunConfig(**{**BASE, "task": "no_such_task"}))
     with pytest.raises(ValueError, match="unknown model"):
         train_run(RunConfig(**{**BASE, "model": "no_such_model"}))
+
+
+def test_cpu_model_is_read_from_cpuinfo_text() -> None:
+    """Two processors of a hand-written /proc/cpuinfo: the first model name is taken; a
+    text without one falls back to platform.processor()."""
+    import platform
+
+    from dsgd.engine import cpu_model
+
+    text = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n"
+            "flags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n")
+    assert cpu_model(text) == "AMD EPYC 9R14 96-Core Processor"
+    assert cpu_model("processor\t: 0\nmodel name\t:   \n") == (platform.processor() or "")
