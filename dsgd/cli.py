@@ -144,6 +144,7 @@ def _coerce(s: str):
 
 # --------------------------------------------------------------------------- verify
 def cmd_verify(a: argparse.Namespace) -> int:
+    from dsgd.reproduce import mismatch_sentence
     from dsgd.sweep import verify_sample
 
     t = verify_sample(a.store, k=a.k, seed=a.seed, run_fn=a.run_fn, tolerance=a.tolerance,
@@ -152,6 +153,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
     ok = bool(t["ok"].all())
     print(f"{int(t['ok'].sum())}/{len(t)} re-verified within {a.tolerance} ({a.metric}) "
           "with the same verdict" + ("" if ok else "  -- MISMATCH"))
+    if not ok:
+        print(mismatch_sentence(t))
     return 0 if ok else 1
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from dsgd.config import RunConfig
+from dsgd.reproduce import VERIFY_TOLERANCE, compare_pairs, reproduces  # noqa: F401 (re-exported)
 from dsgd.store import FINISHED_STATUSES, PROVENANCE_FIELDS, ResultStore, validate_record
 
 RunFn = Callable[[RunConfig], dict]
@@ -850,34 +851,7 @@ def strip_volatile(record: dict[str, Any], fields: Sequence[str] = VOLATILE_FIEL
 
 
 # =========================================================================== verification
-def _number(x: Any) -> float:
-    """A metric as a float; ``None`` (how the engine stores NaN) and non-numbers -> NaN."""
-    try:
-        return math.nan if x is None or isinstance(x, bool) else float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-VERIFY_TOLERANCE = 0.005  # half a percentage point of accuracy
-_FLOAT_SLACK = 1e-9  # 0.655 - 0.65 is 0.00500000000000006 in floating point
-
-
-def reproduces(stored: dict[str, Any], recomputed: dict[str, Any], metric: str = "accuracy",
-               tolerance: float = VERIFY_TOLERANCE) -> tuple[bool, float, float, float]:
-    """Whether a recomputed run reproduces its stored record: same status, same verdict
-    and ``|stored - recomputed| <= tolerance`` for ``metric`` (both NaN counts as equal,
-    e.g. a run that diverged twice). ``tolerance`` is compared with a 1e-9 slack, so that
-    a difference of exactly half a point passes. Returns ``(ok, stored, recomputed, diff)``."""
-    a = _number((stored.get("metrics") or {}).get(metric))
-    b = _number((recomputed.get("metrics") or {}).get(metric))
-    diff = abs(b - a)
-    same_nan = math.isnan(a) and math.isnan(b)
-    ok = (recomputed.get("status") == stored.get("status")
-          and recomputed.get("verdict") == stored.get("verdict")
-          and (diff <= tolerance + _FLOAT_SLACK or same_nan))
-    return bool(ok), a, b, diff
-
-
+# the criterion (reproduces, VERIFY_TOLERANCE) lives in dsgd.reproduce and is re-exported here
 def verify_sample(
     store_or_folder: ResultStore | str | os.PathLike,
     k: int = 2,
@@ -894,11 +868,10 @@ def verify_sample(
     ``random.Random(seed).sample`` over the sorted run ids, so it is reproducible.
     ``records``: draw from these finished records (e.g. the set as a chapter read it)
     instead of the store's current ones, so that a sweep still writing into the store
-    does not change the draw. Recomputed records are not written. Returns a DataFrame
-    with columns ``run_id, stored, recomputed, diff, stored_verdict, recomputed_verdict, ok``.
+    does not change the draw. Recomputed records are not written. Returns the table of
+    :func:`dsgd.reproduce.compare_pairs` (``run_id, stored, recomputed, diff``, the
+    verdicts, the processors, ``ok``).
     """
-    import pandas as pd
-
     store = store_or_folder if isinstance(store_or_folder, ResultStore) else ResultStore(store_or_folder)
     recs = list(records) if records is not None else store.records()
     if not recs:
@@ -907,15 +880,5 @@ def verify_sample(
         raise ValueError(f"k must be >= 1, got {k}")
     chosen = random.Random(seed).sample(sorted(recs, key=lambda r: r["run_id"]), min(k, len(recs)))
     fn = resolve_fn(run_fn) if run_fn is not None else default_run_fn()
-    rows = []
-    for rec in chosen:
-        cfg = RunConfig.from_dict(rec["config"])
-        new = execute_run(_fn_ref(fn), cfg.to_dict())
-        ok, a, b, diff = reproduces(rec, new, metric, tolerance)
-        rows.append({
-            "run_id": rec["run_id"], "stored": a, "recomputed": b, "diff": diff,
-            "stored_verdict": rec.get("verdict"), "recomputed_verdict": new.get("verdict"),
-            "ok": bool(ok),
-        })
-    return pd.DataFrame(rows, columns=["run_id", "stored", "recomputed", "diff",
-                                       "stored_verdict", "recomputed_verdict", "ok"])
+    pairs = [(rec, execute_run(_fn_ref(fn), RunConfig.from_dict(rec["config"]).to_dict())) for rec in chosen]
+    return compare_pairs(pairs, metric, tolerance)

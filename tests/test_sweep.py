@@ -257,8 +257,9 @@ def test_verify_sample(tmp_path):
     grid = fake_grid(3)
     run_sweep(grid, store, run_fn=fake_run, progress=False)
     table = verify_sample(store, k=3, seed=1, run_fn=fake_run)
-    assert list(table.columns) == ["run_id", "stored", "recomputed", "diff",
-                                   "stored_verdict", "recomputed_verdict", "ok"]
+    assert list(table.columns) == ["run_id", "stored", "recomputed", "diff", "stored_verdict",
+                                   "recomputed_verdict", "same_predictions", "stored_processor",
+                                   "recomputed_processor", "same_processor", "ok"]
     assert len(table) == 3 and table["ok"].all() and (table["diff"] == 0).all()
     assert set(table["run_id"]) <= {c.run_id() for c in grid}
     # same seed, same sample

@@ -120,27 +120,35 @@ def verify_recomputed(store: Any, k: int, seed: int, recomputed: dict[str, dict[
     return verify_sample(store, k=k, seed=seed, run_fn=lambda cfg: recomputed[cfg.run_id()], records=records)
 
 
-def overlap_agreement(build: Sequence[dict[str, Any]], stored: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    """``(agreeing, overlapping)``: of the build's runs whose training the stored set also
-    holds (same :meth:`dsgd.config.RunConfig.training_id`: the same settings and seed, with
-    or without the evaluation after each epoch), how many reproduce the stored record
-    (:func:`dsgd.sweep.reproduces`)."""
+def overlap_table(build: Sequence[dict[str, Any]], stored: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The build's runs whose training the stored set also holds (same
+    :meth:`dsgd.config.RunConfig.training_id`: the same settings and seed, with or without
+    the evaluation after each epoch), each against its stored record
+    (:func:`dsgd.reproduce.compare_runs`: values, verdicts, processors, ``ok``)."""
     from dsgd.config import RunConfig
-    from dsgd.sweep import reproduces
+    from dsgd.reproduce import compare_runs
 
-    def key(r: dict[str, Any]) -> str:
-        return RunConfig.from_dict(r["config"]).training_id()
-
-    by_id = {key(r): r for r in stored}
-    pairs = [(by_id[key(r)], r) for r in build if key(r) in by_id]
-    return sum(reproduces(s, b)[0] for s, b in pairs), len(pairs)
+    return compare_runs(stored, build, key=lambda r: RunConfig.from_dict(r["config"]).training_id())
 
 
-def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: int) -> None:
+def overlap_agreement(build: Sequence[dict[str, Any]], stored: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """``(agreeing, overlapping)`` of :func:`overlap_table`: how many of the build's runs
+    that the stored set also holds reproduce their record (:func:`dsgd.sweep.reproduces`)."""
+    t = overlap_table(build, stored)
+    return int(t["ok"].sum()), len(t)
+
+
+def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: int,
+                     overlap_rows: pd.DataFrame | None = None) -> None:
     """Glue a verification table (passed, run ids, largest difference in points; dashes
     when there was none), the agreement of the overlapping runs, and both together:
     ``rerun_agree`` ("5 of 6") counts every stored run this build recomputed, drawn at
-    random or part of the build's own grid, and ``rerun_sentence`` says it in words."""
+    random or part of the build's own grid, and ``rerun_sentence`` says it in words. When
+    the tables name processors (``verify`` and ``overlap_rows``, the latter from
+    :func:`overlap_table`), ``rerun_mismatch`` says why the runs that differ differ
+    (:func:`dsgd.reproduce.mismatch_sentence`) and the sentence ends with it."""
+    from dsgd.reproduce import mismatch_sentence
+
     n_drawn = 0 if verify is None else len(verify)
     ok_drawn = 0 if verify is None else int(verify["ok"].sum())
     if n_drawn:
@@ -160,8 +168,13 @@ def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: i
     if n_drawn:
         parts.append(f"{ok_drawn} of {n_drawn} stored runs drawn at random ({', '.join(verify['run_id'])}; largest "
                      f"accuracy difference {100 * float(verify['diff'].max()):.2f} points)")
+    named = [t for t in (verify, overlap_rows) if t is not None and len(t) and "same_processor" in t]
+    why = mismatch_sentence(pd.concat(named, ignore_index=True)) if named else ""
+    if named:
+        R.put("rerun_mismatch", why or "Every recomputed run reproduced its record.")
     R.put("rerun_sentence", ("This build recomputed stored runs and compared them with their records (same "
-                             "verdict, accuracy within half a point): " + "; ".join(parts) + ".") if parts
+                             "verdict, accuracy within half a point): " + "; ".join(parts) + "."
+                             + (" " + why if why else "")) if parts
           else "This build recomputed no stored run.")
 
 

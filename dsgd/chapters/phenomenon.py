@@ -42,7 +42,7 @@ from dsgd.config import RunConfig
 
 SUCCESS = "success"
 NON_SUCCESS = ("collapsed", "failed", "degenerate", "diverged")
-from dsgd.sweep import VERIFY_TOLERANCE, reproduces  # half a point of accuracy
+from dsgd.reproduce import VERIFY_TOLERANCE, compare_runs  # half a point of accuracy
 
 
 # =========================================================================== arms
@@ -560,29 +560,26 @@ def compare_with_stored(computed: Iterable[dict[str, Any]], stored: Iterable[dic
     """Runs computed now against the stored records with the same run id.
 
     A run passes when its status and verdict are the same and ``|accuracy_now -
-    accuracy_stored| <= tolerance`` (the criterion of :func:`dsgd.sweep.verify_sample`).
-    Also reports whether every eval prediction is identical. Runs without a stored twin
-    are listed with ``ok = None``.
+    accuracy_stored| <= tolerance`` (:func:`dsgd.reproduce.reproduces`, the criterion of
+    :func:`dsgd.sweep.verify_sample`). Also reports whether every eval prediction is
+    identical and on which processors the two ran (:func:`dsgd.reproduce.compare_runs`).
+    Runs without a stored twin are listed with ``ok = None``.
     """
-    by_id = {r["run_id"]: r for r in stored}
+    computed = list(computed)
+    table = compare_runs(stored, computed, tolerance=tolerance).set_index("run_id")
+    cols = ["stored", "diff", "stored_verdict", "same_predictions", "same_processor", "ok"]
     rows = []
     for r in computed:
-        s = by_id.get(r["run_id"])
-        a = (r.get("metrics") or {}).get("accuracy")
         row = {"run_id": r["run_id"], "arm": arm_label(r["config"]), "seed": r["config"]["seed"],
-               "recomputed": a, "recomputed_verdict": r.get("verdict")}
-        if s is None:
-            row.update({"stored": None, "stored_verdict": None, "diff": None,
-                        "same_predictions": None, "ok": None})
-        else:
-            ok, b, _, diff = reproduces(s, r, "accuracy", tolerance)
-            row.update({
-                "stored": b, "stored_verdict": s.get("verdict"), "diff": diff,
-                "same_predictions": r.get("predictions") == s.get("predictions"), "ok": ok,
-            })
+               "recomputed": (r.get("metrics") or {}).get("accuracy"), "recomputed_verdict": r.get("verdict")}
+        twin = table.loc[r["run_id"]] if r["run_id"] in table.index else None
+        row.update({c: None if twin is None else twin[c] for c in cols})
+        if twin is not None:
+            row["ok"], row["same_predictions"] = bool(twin["ok"]), bool(twin["same_predictions"])
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id", "arm", "seed", "stored", "recomputed", "diff",
-                                       "stored_verdict", "recomputed_verdict", "same_predictions", "ok"])
+                                       "stored_verdict", "recomputed_verdict", "same_predictions",
+                                       "same_processor", "ok"])
 
 
 # =========================================================================== setting search

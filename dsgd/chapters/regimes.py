@@ -533,23 +533,18 @@ def verification_configs(records: Sequence[dict[str, Any]], k: int, seed: int = 
 
 
 def verification_table(stored: Sequence[dict[str, Any]], recomputed: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Each recomputed run against its stored twin (:func:`dsgd.sweep.reproduces`)."""
-    from dsgd.sweep import reproduces
+    """Each recomputed run against its stored twin (:func:`dsgd.reproduce.compare_runs`),
+    labelled by arm, seed and budget."""
+    from dsgd.reproduce import compare_runs
 
-    by_id = {r["run_id"]: r for r in stored}
-    rows = []
-    for new in recomputed:
-        old = by_id.get(new["run_id"])
-        if old is None:
-            continue
-        ok, a, b, diff = reproduces(old, new)
-        rows.append({"run": f"{arm_label(new['config'])}, seed {new['config']['seed']}, "
-                            f"{budget_steps(new)} steps",
-                     "stored accuracy": a, "recomputed": b, "difference": diff,
-                     "stored verdict": old.get("verdict"), "recomputed verdict": new.get("verdict"),
-                     "reproduces": ok,
-                     "same predictions": old.get("predictions") == new.get("predictions")})
-    return pd.DataFrame(rows)
+    t = compare_runs(stored, recomputed)
+    by_id = {r["run_id"]: r for r in recomputed}
+    runs = [f"{arm_label(by_id[i]['config'])}, seed {by_id[i]['config']['seed']}, {budget_steps(by_id[i])} steps"
+            for i in t["run_id"]]
+    return pd.DataFrame({"run": runs, "stored accuracy": t["stored"], "recomputed": t["recomputed"],
+                         "difference": t["diff"], "stored verdict": t["stored_verdict"],
+                         "recomputed verdict": t["recomputed_verdict"], "reproduces": t["ok"],
+                         "same predictions": t["same_predictions"], "same processor": t["same_processor"]})
 
 
 # ------------------------------------------------------------- chapter flow

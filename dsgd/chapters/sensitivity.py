@@ -41,7 +41,7 @@ from dsgd.config import RunConfig
 from dsgd.schedules import effective_fraction, weight_share
 
 SUCCESS = "success"
-from dsgd.sweep import VERIFY_TOLERANCE, reproduces  # half a point of accuracy
+from dsgd.reproduce import VERIFY_TOLERANCE, compare_runs  # half a point of accuracy
 FFT, DSGD = "FFT", "DSGD"
 
 # The paper's PEFT settings (its "Figure 5" table, reported by the paper): learning rate,
@@ -572,20 +572,9 @@ def compare_records(computed: Iterable[dict[str, Any]], stored: Iterable[dict[st
                     tolerance: float = VERIFY_TOLERANCE) -> pd.DataFrame:
     """Runs computed here against their stored twins (same run id), with the criterion of
     :func:`dsgd.sweep.verify_sample`: same status and verdict, accuracy within
-    ``tolerance``. Columns as ``verify_sample``'s: ``run_id, stored, recomputed, diff,
-    stored_verdict, recomputed_verdict, ok``."""
-    by_id = {r["run_id"]: r for r in stored}
-    rows = []
-    for new in computed:
-        old = by_id.get(new["run_id"])
-        if old is None:
-            continue
-        ok, a, b, diff = reproduces(old, new, "accuracy", tolerance)
-        rows.append({"run_id": new["run_id"], "stored": a, "recomputed": b, "diff": diff,
-                     "stored_verdict": old.get("verdict"), "recomputed_verdict": new.get("verdict"),
-                     "ok": bool(ok)})
-    return pd.DataFrame(rows, columns=["run_id", "stored", "recomputed", "diff", "stored_verdict",
-                                       "recomputed_verdict", "ok"])
+    ``tolerance``. The table of :func:`dsgd.reproduce.compare_runs` (``run_id, stored,
+    recomputed, diff``, verdicts, processors, ``ok``)."""
+    return compare_runs(stored, computed, tolerance=tolerance)
 
 
 def detail_configs(stored: Sequence[dict[str, Any]], base: RunConfig, fallback_seed: int,
