@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "expand_grid": "dsgd.sweep",
     "run_sweep": "dsgd.sweep",
     "verify_sample": "dsgd.sweep",
+    "compare_runs": "dsgd.reproduce",
     "ResultStore": "dsgd.store",
     "table1": "dsgd.report",
     "strip_plot": "dsgd.report",

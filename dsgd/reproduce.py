@@ -113,6 +113,26 @@ def _runs(n: int, one: str, many: str) -> str:
     return f"{n} run{'' if n == 1 else 's'} " + (one if n == 1 else many)
 
 
+def mismatch_counts(table: Any) -> dict[str, int]:
+    """Runs of a :func:`compare_pairs` table that did not reproduce, by processor:
+    ``other`` (stored on another one), ``unknown`` (the record does not say), ``same``."""
+    if table is None or len(table) == 0:
+        return {"other": 0, "unknown": 0, "same": 0}
+    flag = table.loc[~table["ok"].astype(bool), "same_processor"]
+    return {"other": int((flag == False).sum()), "unknown": int(flag.isna().sum()),  # noqa: E712
+            "same": int((flag == True).sum())}  # noqa: E712
+
+
+def mismatch_phrase(table: Any) -> str:
+    """:func:`mismatch_counts` in a few words for a table cell, e.g. "3 stored on another
+    processor, 1 on one not recorded"; "" when every run reproduced."""
+    c = mismatch_counts(table)
+    parts = ([f"{c['other']} stored on another processor"] if c["other"] else []) + \
+            ([f"{c['unknown']} on a processor not recorded"] if c["unknown"] else []) + \
+            ([f"{c['same']} on the same processor"] if c["same"] else [])
+    return ", ".join(parts)
+
+
 def mismatch_sentence(table: Any) -> str:
     """Why the rows of a :func:`compare_pairs` table that did not reproduce differ, in
     one or two sentences ("" when every row reproduced): how many were stored on another
@@ -197,3 +217,25 @@ def capability_rows(records: Sequence[dict[str, Any]], capabilities: Sequence[st
                      "accuracy": _number((new.get("metrics") or {}).get("accuracy")),
                      "verdict": new.get("verdict")})
     return rows
+
+
+def capability_table(rows: Sequence[dict[str, Any]]):
+    """The rows of :func:`capability_rows` as one line per run: the stored accuracy, the
+    accuracy under each instruction set (columns named by the capability that ran), their
+    range (``spread``: largest minus smallest recomputed), their standard deviation
+    (``sd``, ddof 1) and whether any recomputation
+    reproduces the stored value within :data:`VERIFY_TOLERANCE` (``stored_matched``)."""
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    keys = ["run_id", "task", "method", "seed", "stored_accuracy"]
+    wide = df.pivot_table(index=keys, columns="capability", values="accuracy", aggfunc="first").reset_index()
+    wide.columns.name = None
+    caps = [c for c in wide.columns if c not in keys]
+    wide["spread"] = wide[caps].max(axis=1) - wide[caps].min(axis=1)
+    wide["sd"] = wide[caps].std(axis=1, ddof=1)
+    wide["stored_matched"] = wide[caps].sub(wide["stored_accuracy"], axis=0).abs().min(axis=1) \
+        <= VERIFY_TOLERANCE + _FLOAT_SLACK
+    return wide

@@ -93,7 +93,7 @@ def test_put_verification_glues_counts_or_dashes():
     C.put_verification(R, verify, 2, 3)
     sentence = R.values.pop("rerun_sentence")
     assert R.values == {"verify_passed": "1 of 2", "verify_runs": "a, b", "verify_max_diff": "2.00",
-                        "overlap_agree": "2 of 3", "rerun_agree": "3 of 5"}
+                        "overlap_agree": "2 of 3", "rerun_agree": "3 of 5", "rerun_agree_why": "3 of 5"}
     assert "2 of the 3 runs" in sentence and "1 of 2 stored runs drawn at random (a, b" in sentence
     R = Recorder()
     C.put_verification(R, None, 4, 4)  # no random draw: the build's own runs still count
@@ -101,8 +101,27 @@ def test_put_verification_glues_counts_or_dashes():
     R = Recorder()
     C.put_verification(R, None, 0, 0)
     assert R.values == {"verify_passed": "–", "verify_runs": "–", "verify_max_diff": "–",
-                        "overlap_agree": "none (no overlap)", "rerun_agree": "none",
+                        "overlap_agree": "none (no overlap)", "rerun_agree": "none", "rerun_agree_why": "none",
                         "rerun_sentence": "This build recomputed no stored run."}
+
+
+def test_put_verification_says_which_mismatches_a_processor_explains():
+    old = {"device": "cpu", "cpu_model": "Intel Xeon", "cpu_capability": "AVX2"}
+    new = {"device": "cpu", "cpu_model": "AMD EPYC", "cpu_capability": "AVX512"}
+    build = [{**_rec("fft", 0, 0.80), "machine": new}, {**_rec("dsgd", 0, 0.60), "machine": new},
+             {**_rec("fft", 1, 0.70), "machine": new}]
+    stored = [{**_rec("fft", 0, 0.75), "machine": old},  # 5 points apart, another processor
+              {**_rec("dsgd", 0, 0.70)},  # 10 points apart, record made before processors were named
+              {**_rec("fft", 1, 0.70), "machine": new}]  # reproduced
+    rows = C.overlap_table(build, stored)
+    assert list(rows["ok"]) == [False, False, True]
+    R = Recorder()
+    C.put_verification(R, None, *C.overlap_agreement(build, stored), rows)
+    assert R.values["rerun_agree_why"] == ("1 of 3 (those that differ: 1 stored on another processor, "
+                                           "1 on a processor not recorded)")
+    assert "1 run that differs was stored on another processor (Intel Xeon (AVX2); this computation: " \
+           "AMD EPYC (AVX512))" in R.values["rerun_sentence"]
+    assert R.values["rerun_mismatch"] in R.values["rerun_sentence"]
 
 
 def test_no_stored_set_means_nothing_to_verify(tmp_path):

@@ -253,3 +253,17 @@ def test_balanced_prediction_names_each_budget_once():
     # one sentence per budget of the balanced task, each naming its setting
     assert text.count("On the balanced task") == 2
     assert "b, 150 steps" in text and "b, 300 steps" in text and "every one of its 4 runs failed" in text
+
+
+def test_verification_table_and_sentence_name_the_processors():
+    epyc = {"device": "cpu", "cpu_model": "AMD EPYC", "cpu_capability": "AVX512"}
+    stored = [_rec("fft", 0, "success", 0.80), {**_rec("dsgd", 0, "collapsed", 0.65), "machine": epyc}]
+    new = [{**_rec("fft", 0, "success", 0.86), "machine": epyc}, {**_rec("dsgd", 0, "collapsed", 0.65), "machine": epyc}]
+    t = rg.verification_table(stored, new)
+    assert list(t["reproduces"]) == [False, True]  # 6 points apart; identical
+    assert list(t["run"]) == ["FFT, seed 0, 150 steps", "DSGD, seed 0, 150 steps"]
+    s = rg.verification_sentence(t)
+    assert s.startswith("1 of the 2 recomputed runs reproduce their stored record. 1 run that differs has a record "
+                        "that does not name its processor")
+    assert rg.verification_sentence(t.iloc[1:]) == "The recomputed run reproduces its stored record."
+    assert rg.verification_sentence(pd.DataFrame()) == "This build recomputed no stored run."

@@ -203,3 +203,92 @@ def test_paper_comparison_counts_the_papers_columns():
     assert (counts["ours_up"], counts["ours_n"]) == (0, 1)  # 29 < 31
     assert cmp.loc[("long-tailed ρ=100", "Fashion-MNIST, ours"), "DSGD − FFT (mean)"] == pytest.approx(-2.0)
     assert len(cmp) == 9  # 8 paper columns + our one setting
+
+
+def _cap_rows(run_id, method, stored, accs, ratio=100.0):
+    return [{"run_id": run_id, "task": "fashion_mnist_lt", "method": method, "seed": 42,
+             "task_kwargs": {"imbalance_ratio": ratio, "n_max": 150.0}, "stored_accuracy": stored,
+             "stored_verdict": "success", "stored_session": "s", "stored_processor": None, "requested": cap.lower(),
+             "capability": cap, "cpu_model": "AMD EPYC", "accuracy": a, "verdict": "success"}
+            for cap, a in accs.items()]
+
+
+def test_capability_check_ranges_and_stored_matches_by_hand(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from dsgd.chapters.vision import capability_frame, capability_sentence, setting_label
+
+    rows = (_cap_rows("a", "fft", 0.3515, {"DEFAULT": 0.300, "AVX2": 0.287, "AVX512": 0.271})
+            + _cap_rows("b", "dsgd", 0.3042, {"DEFAULT": 0.304, "AVX2": 0.2474, "AVX512": 0.363}))
+    path = tmp_path / "cap.json"
+    path.write_text(json.dumps({"command": "benchmarks/cpu_capability.py x", "cpu_model": "AMD EPYC", "rows": rows}))
+    t, header = capability_frame(path)
+    t = t.set_index("run_id")
+    assert t.loc["a", "spread"] == pytest.approx(2.9) and t.loc["b", "spread"] == pytest.approx(11.56)
+    # a's stored 35.15 is matched by nothing; b's 30.42 by DEFAULT (30.40, 0.02 points away)
+    assert list(t["stored_matched"]) == [False, True]
+    label = setting_label("fashion_mnist", "lt", 100.0)
+    assert set(t["setting"]) == {label}
+    # SDs over the three instruction sets: a 1.45, b 5.78 points; median 3.62
+    assert t.loc["a", "sd"] == pytest.approx(np.std([30.0, 28.7, 27.1], ddof=1))
+    spread = pd.DataFrame({"setting": [label, label], "method": ["fft", "dsgd"], "std": [4.5, 5.9],
+                           "std 95% lo": [3.1, 4.0], "std 95% hi": [6.0, 8.0]}).set_index(["setting", "method"])
+    s = capability_sentence(t.reset_index(), header, spread)
+    assert "differ by up to 11.6 points within one run; their standard deviation over the instruction sets " \
+           "is 3.6 points (median over the runs)" in s
+    assert "seed standard deviation in the same settings is 4.5–4.5 points (95 % intervals together 3.1–6.0)" in s
+    assert "a change of processor moves a run about as much as a change of seed does." in s
+    tight = spread.assign(**{"std 95% lo": [4.4, 4.0], "std 95% hi": [4.6, 8.0]})
+    assert "moves a run by less than a change of seed does" in capability_sentence(t.reset_index(), header, tight)
+    assert s.endswith("1 of the 2 stored values is reproduced within half a point by any of them.")
+    assert capability_frame(tmp_path / "missing.json") == (None, {})
+    assert "not stored" in capability_sentence(None, {}, None)
+
+
+def test_pair_sessions_counts_seeds_whose_two_runs_share_a_session():
+    from dsgd.chapters.vision import pair_sessions_sentence
+
+    def r(method, seed, session):
+        return {"config": {"task": "fashion_mnist_lt", "task_kwargs": {"imbalance_ratio": 100.0}, "method": method,
+                           "seed": seed}, "session": session}
+
+    recs = [r("fft", 1, "A"), r("dsgd", 1, "A"), r("fft", 2, "A"), r("dsgd", 2, "B"), r("fft", 3, "C"),
+            r("lnsr", 3, "C")]
+    assert pair_sessions_sentence(recs) == ("Of the 2 seeds on which both FFT and DSGD are stored, 1 have both "
+                                            "runs from the same sweep session, hence the same machine (2 sessions "
+                                            "in all).")
+
+
+def test_processor_check_compares_only_runs_made_on_the_build_processor(tmp_path):
+    import json
+
+    from dsgd.chapters.vision import processor_check
+    from dsgd.config import RunConfig
+
+    cfg = RunConfig(task="fashion_mnist_lt", model="efficientnet-lite0", method="fft", seed=42).to_dict()
+    cfg2 = {**cfg, "method": "dsgd"}
+    stored = [{"run_id": "s-fft", "config": cfg}, {"run_id": "s-dsgd", "config": cfg2}]
+    epyc = {"device": "cpu", "cpu_model": "AMD EPYC", "cpu_capability": "AVX512"}
+    build = [{"run_id": "b-fft", "config": {**cfg, "eval_each_epoch": True}, "machine": epyc,
+              "metrics": {"accuracy": 0.2710}, "verdict": "success"},
+             {"run_id": "b-dsgd", "config": cfg2, "machine": epyc, "metrics": {"accuracy": 0.3630},
+              "verdict": "success"}]
+    rows = [{"run_id": "s-fft", "cpu_model": "AMD EPYC", "capability": "AVX512", "accuracy": 0.2712,
+             "verdict": "success"},
+            {"run_id": "s-fft", "cpu_model": "AMD EPYC", "capability": "AVX2", "accuracy": 0.287, "verdict": "success"},
+            {"run_id": "s-dsgd", "cpu_model": "AMD EPYC", "capability": "AVX512", "accuracy": 0.3700,
+             "verdict": "success"}]
+    path = tmp_path / "cap.json"
+    path.write_text(json.dumps({"rows": rows}))
+    t, s = processor_check(build, path, stored)
+    assert list(t["agrees"]) == [True, False]  # 0.02 points apart; 0.7 points apart
+    assert t["difference"].tolist() == pytest.approx([0.02, 0.70])
+    assert s.startswith("This build ran on AMD EPYC (AVX512), a processor on which the instruction-set check also "
+                        "recomputed 2 of this build's runs: 1 of 2 agree")
+    assert "not reproducible" in s
+    xeon = [{**b, "machine": {"device": "cpu", "cpu_model": "Intel Xeon", "cpu_capability": "AVX2"}} for b in build]
+    t, s = processor_check(xeon, path, stored)
+    assert len(t) == 0 and "none of its runs can be compared" in s
+    assert processor_check(build, "", stored)[1].startswith("No instruction-set check")

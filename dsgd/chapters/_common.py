@@ -146,8 +146,9 @@ def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: i
     random or part of the build's own grid, and ``rerun_sentence`` says it in words. When
     the tables name processors (``verify`` and ``overlap_rows``, the latter from
     :func:`overlap_table`), ``rerun_mismatch`` says why the runs that differ differ
-    (:func:`dsgd.reproduce.mismatch_sentence`) and the sentence ends with it."""
-    from dsgd.reproduce import mismatch_sentence
+    (:func:`dsgd.reproduce.mismatch_sentence`), the sentence ends with it, and
+    ``rerun_agree_why`` is ``rerun_agree`` with the short reason in brackets."""
+    from dsgd.reproduce import mismatch_phrase, mismatch_sentence
 
     n_drawn = 0 if verify is None else len(verify)
     ok_drawn = 0 if verify is None else int(verify["ok"].sum())
@@ -169,9 +170,14 @@ def put_verification(R: Any, verify: pd.DataFrame | None, agree: int, overlap: i
         parts.append(f"{ok_drawn} of {n_drawn} stored runs drawn at random ({', '.join(verify['run_id'])}; largest "
                      f"accuracy difference {100 * float(verify['diff'].max()):.2f} points)")
     named = [t for t in (verify, overlap_rows) if t is not None and len(t) and "same_processor" in t]
-    why = mismatch_sentence(pd.concat(named, ignore_index=True)) if named else ""
+    both = pd.concat(named, ignore_index=True) if named else None
+    why = mismatch_sentence(both) if named else ""
+    short = mismatch_phrase(both) if named else ""
     if named:
         R.put("rerun_mismatch", why or "Every recomputed run reproduced its record.")
+    # for a table cell: "1 of 4 (3 that differ stored on another processor)"
+    R.put("rerun_agree_why", (f"{ok_drawn + agree} of {total}" if total else "none")
+          + (f" (those that differ: {short})" if short else ""))
     R.put("rerun_sentence", ("This build recomputed stored runs and compared them with their records (same "
                              "verdict, accuracy within half a point): " + "; ".join(parts) + "."
                              + (" " + why if why else "")) if parts

@@ -567,7 +567,8 @@ def compare_with_stored(computed: Iterable[dict[str, Any]], stored: Iterable[dic
     """
     computed = list(computed)
     table = compare_runs(stored, computed, tolerance=tolerance).set_index("run_id")
-    cols = ["stored", "diff", "stored_verdict", "same_predictions", "same_processor", "ok"]
+    cols = ["stored", "diff", "stored_verdict", "same_predictions", "stored_processor", "recomputed_processor",
+            "same_processor", "ok"]
     rows = []
     for r in computed:
         row = {"run_id": r["run_id"], "arm": arm_label(r["config"]), "seed": r["config"]["seed"],
@@ -579,7 +580,7 @@ def compare_with_stored(computed: Iterable[dict[str, Any]], stored: Iterable[dic
         rows.append(row)
     return pd.DataFrame(rows, columns=["run_id", "arm", "seed", "stored", "recomputed", "diff",
                                        "stored_verdict", "recomputed_verdict", "same_predictions",
-                                       "same_processor", "ok"])
+                                       "stored_processor", "recomputed_processor", "same_processor", "ok"])
 
 
 # =========================================================================== setting search

@@ -544,7 +544,23 @@ def verification_table(stored: Sequence[dict[str, Any]], recomputed: Sequence[di
     return pd.DataFrame({"run": runs, "stored accuracy": t["stored"], "recomputed": t["recomputed"],
                          "difference": t["diff"], "stored verdict": t["stored_verdict"],
                          "recomputed verdict": t["recomputed_verdict"], "reproduces": t["ok"],
-                         "same predictions": t["same_predictions"], "same processor": t["same_processor"]})
+                         "same predictions": t["same_predictions"], "stored processor": t["stored_processor"],
+                         "recomputed processor": t["recomputed_processor"], "same processor": t["same_processor"]})
+
+
+def verification_sentence(table: pd.DataFrame) -> str:
+    """How many recomputed runs of :func:`verification_table` reproduce their record, and
+    why those that differ differ (:func:`dsgd.reproduce.mismatch_sentence`)."""
+    from dsgd.reproduce import mismatch_sentence
+
+    if table is None or not len(table):
+        return "This build recomputed no stored run."
+    t = table.rename(columns={"reproduces": "ok", "same processor": "same_processor",
+                              "stored processor": "stored_processor", "recomputed processor": "recomputed_processor"})
+    n_ok = int(t["ok"].sum())
+    head = (f"The recomputed run {'reproduces' if n_ok else 'does not reproduce'} its stored record."
+            if len(t) == 1 else f"{n_ok} of the {len(t)} recomputed runs reproduce their stored record.")
+    return (head + " " + mismatch_sentence(t)).strip()
 
 
 # ------------------------------------------------------------- chapter flow

@@ -18,6 +18,8 @@ imbalance *factor* 0.5, i.e. ratio rho = n_max / n_min = 2. This module
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -510,6 +512,136 @@ def search_sentence(table: pd.DataFrame, confirmed: pd.DataFrame | None = None, 
         if parts:
             out += " In the stored Table-2 set, FFT's seed STD is " + "; ".join(parts) + "."
     return out
+
+
+# ------------------------------------------------------------------ same seed, other processor
+_CAP_KEYS = ("setting", "run_id", "task", "method", "seed", "stored_accuracy", "spread", "sd", "stored_matched")
+
+
+def _book_path(path: str | os.PathLike) -> Path:
+    """``path`` as given when absolute, else relative to the book's root (like the stored sets)."""
+    from dsgd.book import repo_root
+
+    return Path(path) if Path(path).is_absolute() else repo_root() / path
+
+
+def capability_frame(path: str | os.PathLike) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The stored output of ``benchmarks/cpu_capability.py`` as one row per run
+    (:func:`dsgd.reproduce.capability_table`, accuracies in points, with the run's
+    ``setting`` and ``method``) and its header (command, machine, versions); ``(None, {})``
+    when the file is absent or ``path`` is empty. A relative path is relative to the book's root."""
+    import json
+
+    from dsgd.reproduce import capability_table
+
+    p = _book_path(path) if path else None
+    if p is None or not p.is_file():
+        return None, {}
+    data = json.loads(p.read_text())
+    t = capability_table(data["rows"])
+    if not len(t):
+        return None, data
+    settings = {r["run_id"]: setting_label(*config_setting({"task": r["task"], "task_kwargs": r["task_kwargs"]})[:3])
+                for r in data["rows"]}
+    t.insert(0, "setting", t["run_id"].map(settings))
+    caps = [c for c in t.columns if c not in _CAP_KEYS]
+    for c in ["stored_accuracy", "spread", "sd", *caps]:
+        t[c] = 100 * t[c]
+    return t, {k: v for k, v in data.items() if k != "rows"}
+
+
+def capability_sentence(table: pd.DataFrame | None, header: dict[str, Any], spread: pd.DataFrame | None) -> str:
+    """What the instruction-set check measured, in words chosen from the numbers: the
+    range of one run's accuracy over the instruction sets, their standard deviation (median
+    over the runs) against FFT's seed STD and its bootstrap interval in the same settings
+    (``spread``: :func:`spread_table`), and how many stored values any of them reproduced."""
+    if table is None or not len(table):
+        return "The instruction-set check (`benchmarks/cpu_capability.py`) is not stored in this checkout."
+    caps = [c for c in table.columns if c not in _CAP_KEYS]
+    n, big, sd = len(table), float(table["spread"].max()), float(table["sd"].median())
+    matched = int(table["stored_matched"].sum())
+    text = (f"On one machine ({header.get('cpu_model') or 'CPU not named'}), {n} stored runs recomputed with "
+            f"torch restricted to each of {len(caps)} instruction sets ({', '.join(caps)}) give accuracies that "
+            f"differ by up to {big:.1f} points within one run; their standard deviation over the instruction sets "
+            f"is {sd:.1f} points (median over the runs).")
+    fft = None
+    if spread is not None and len(spread) and "fft" in spread.index.get_level_values("method"):
+        fft = spread.xs("fft", level="method")
+        fft = fft[fft.index.isin(list(table["setting"])) & np.isfinite(fft["std"])]
+    if fft is not None and len(fft):
+        lo = float(fft["std 95% lo"].min()) if "std 95% lo" in fft else float(fft["std"].min())
+        hi = float(fft["std 95% hi"].max()) if "std 95% hi" in fft else float(fft["std"].max())
+        rel = ("by more than a change of seed does" if sd > hi else "by less than a change of seed does"
+               if sd < lo else "about as much as a change of seed does")
+        text += (f" FFT's seed standard deviation in the same settings is {fft['std'].min():.1f}–"
+                 f"{fft['std'].max():.1f} points (95 % intervals together {lo:.1f}–{hi:.1f}): a change of "
+                 f"processor moves a run {rel}.")
+    text += (f" {matched} of the {n} stored values is reproduced within half a point by any of them"
+             if matched == 1 else f" {matched} of the {n} stored values are reproduced within half a point by any of them")
+    text += (": the stored runs were made on a processor whose kernels round differently from all of these."
+             if matched == 0 else ".")
+    return text
+
+
+def processor_check(build: Sequence[dict[str, Any]], path: str | os.PathLike,
+                    stored: Sequence[dict[str, Any]]) -> tuple[pd.DataFrame, str]:
+    """The build's runs against the instruction-set check's recomputations of the same
+    runs (``benchmarks/cpu_capability.py``'s file at ``path``) made on the build's own
+    processor — the comparison that must agree if the code is deterministic — as a table
+    (run, this build, the check, difference, agreement within half a point) and a
+    sentence. Runs are matched through the stored records' training ids."""
+    import json
+
+    from dsgd.reproduce import VERIFY_TOLERANCE, processor
+
+    p = _book_path(path) if path else None
+    cols = ["run_id", "this build", "check", "difference", "agrees"]
+    if p is None or not p.is_file() or not build:
+        return pd.DataFrame(columns=cols), "No instruction-set check is stored to compare this build's runs with."
+    data = json.loads(p.read_text())
+    train_id = {r["run_id"]: RunConfig.from_dict(r["config"]).training_id() for r in stored}
+    here = processor(build[0])
+    ref = {train_id.get(r["run_id"]): r for r in data["rows"]
+           if f"{r.get('cpu_model') or 'unknown CPU'} ({r.get('capability')})" == here}
+    rows = []
+    for rec in build:
+        r = ref.get(RunConfig.from_dict(rec["config"]).training_id())
+        if r is None:
+            continue
+        a, b = float(rec["metrics"]["accuracy"]), float(r["accuracy"])
+        rows.append({"run_id": rec["run_id"], "this build": 100 * a, "check": 100 * b, "difference": 100 * abs(a - b),
+                     "agrees": abs(a - b) <= VERIFY_TOLERANCE + 1e-9 and rec.get("verdict") == r.get("verdict")})
+    t = pd.DataFrame(rows, columns=cols)
+    if not len(t):
+        made_on = sorted({f"{r.get('cpu_model')} ({r.get('capability')})" for r in data["rows"]})
+        return t, (f"This build ran on {here or 'a processor it could not name'}; the instruction-set check was "
+                   f"made on {', '.join(made_on)}, so none of its runs can be compared with this build's number "
+                   "for number.")
+    ok = int(t["agrees"].sum())
+    return t, (f"This build ran on {here}, a processor on which the instruction-set check also recomputed "
+               f"{len(t)} of this build's runs: {ok} of {len(t)} agree within half a point with the same verdict "
+               f"(largest difference {float(t['difference'].max()):.2f} points)"
+               + ("." if ok == len(t) else ", so on this processor the runs are not reproducible: that is a "
+                  "defect to report, not a difference of hardware."))
+
+
+def pair_sessions_sentence(records: Sequence[dict[str, Any]], a: str = "fft", b: str = "dsgd") -> str:
+    """How many of the (setting, seed) pairs of methods ``a`` and ``b`` in a stored set were
+    stored by one sweep session (so on one machine), in a sentence."""
+    by: dict[tuple[Any, ...], dict[str, str]] = {}
+    for r in records:
+        cfg = r["config"]
+        if cfg["method"] in (a, b):
+            key = (*config_setting(cfg)[:3], cfg["seed"])
+            by.setdefault(key, {})[cfg["method"]] = r.get("session") or ""
+    pairs = [v for v in by.values() if a in v and b in v]
+    if not pairs:
+        return ""
+    same = sum(bool(v[a]) and v[a] == v[b] for v in pairs)
+    n_sessions = len({s for v in pairs for s in v.values()})
+    return (f"Of the {len(pairs)} seeds on which both {METHOD_NAMES.get(a, a)} and {METHOD_NAMES.get(b, b)} are "
+            f"stored, {same} have both runs from the same sweep session, hence the same machine "
+            f"({n_sessions} sessions in all).")
 
 
 # ------------------------------------------------------------------ findings page
