@@ -134,9 +134,12 @@ def is_constant(values: Sequence[float], tol: float = 1e-12) -> bool:
     return v.size > 0 and bool(np.all(np.abs(v - v[0]) <= tol))
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def mean_ci(values: Sequence[float], level: float = 0.95,
+            bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """Mean and Student-t interval ``(mean, lo, hi)``; a constant group gets ``lo = hi = mean``
-    (no spread to estimate), fewer than two values get NaN bounds."""
+    (no spread to estimate), fewer than two values get NaN bounds. ``bounds``: the range the
+    quantity lives in (an accuracy in [0, 100]); the interval is cut there, because a t
+    interval of a skewed bounded sample (nine runs near 100 %, one at 65 %) can reach past it."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     if v.size == 0:
@@ -149,7 +152,10 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     from scipy import stats
 
     half = float(stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return (m, m - half, m + half)
+    lo, hi = m - half, m + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return (m, lo, hi)
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, float]:

@@ -69,6 +69,17 @@ def test_mean_ci_t_interval_and_constant_group():
     assert stats.mean_ci([0.65] * 10) == (0.65, 0.65, 0.65)
 
 
+
+def test_mean_ci_is_cut_to_the_range_of_a_bounded_quantity():
+    # nine runs at 99 %, one at 65 %: mean 95.6, sd = 34/sqrt(10) = 10.75, t half-width 7.69 -> 103.3
+    acc = [99.0] * 9 + [65.0]
+    m, lo, hi = stats.mean_ci(acc)
+    half = sps.t.ppf(0.975, 9) * (34 / math.sqrt(10)) / math.sqrt(10)
+    assert (m, lo, hi) == pytest.approx((95.6, 95.6 - half, 95.6 + half)) and hi > 100
+    assert stats.mean_ci(acc, bounds=(0.0, 100.0)) == pytest.approx((95.6, 95.6 - half, 100.0))
+    assert stats.mean_ci([0.01, 0.02, 0.5], bounds=(0.0, 1.0))[1] == 0.0  # cut below too
+
+
 def test_paired_difference():
     res = stats.paired_difference([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
     assert res["mean"] == 0 and res["p_value"] == 1.0

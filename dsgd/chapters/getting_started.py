@@ -171,8 +171,7 @@ def weight_shares(records: Sequence[dict[str, Any]], part: float = 0.1) -> dict[
         late.append(float(w[-k:].mean()))
         late_acc.append(float(acc[-k:].mean()))
     def share_ci(x: list[float]) -> tuple[float, float, float]:  # a mean share lies in [0, 1]
-        m, lo, hi = mean_ci(x)
-        return m, max(0.0, lo), min(1.0, hi)
+        return mean_ci(x, bounds=(0.0, 1.0))
 
     return {"early": share_ci(early), "late": share_ci(late), "late_correct": share_ci(late_acc),
             "n": len(early)}

@@ -155,11 +155,10 @@ def interval_table(frame: pd.DataFrame, order: Sequence[str] | None = None,
             if not sel.any():
                 continue
             acc = 100 * frame.loc[sel, "accuracy"].to_numpy(float)
-            mean, lo, hi = stats.mean_ci(acc)
+            mean, lo, hi = stats.mean_ci(acc, bounds=(0.0, 100.0))  # an accuracy lies in [0, 100]
             slo, shi = stats.std_ci(acc)
             rate = stats.rate_ci(int(bad[sel].sum()), int(sel.sum()))
             one_value = stats.is_constant(acc)
-            lo, hi = max(lo, 0.0), min(hi, 100.0)  # an accuracy lies in [0, 100]: the t interval is cut there
             rows.append({"task": c, "method": METHOD_NAMES.get(m, m), "seeds": int(sel.sum()),
                          "accuracy (%)": round(mean, 2),
                          "95 % interval": f"[{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) else "–",

@@ -134,7 +134,7 @@ def arm_order(arms: Iterable[str]) -> list[str]:
 def failure_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per setting and arm: runs, failures with a Clopper–Pearson 95 % interval, their
     kinds, the paper's strict count (accuracy ≤ majority rate), the mean accuracy with a t
-    interval — or a note when every run ended at one value (no spread to estimate) — and the
+    interval cut to [0, 100] — or a note when every run ended at one value (no spread to estimate) — and the
     mean balanced accuracy beside it (the main task's majority share is about 0.6)."""
     out = []
     for s in setting_order(df):
@@ -143,7 +143,7 @@ def failure_table(df: pd.DataFrame) -> pd.DataFrame:
             g = sub[sub["arm"] == a]
             r = stats.rate_ci(int(g["failed"].sum()), len(g))
             acc = 100 * g["accuracy"].to_numpy()
-            mean, lo, hi = stats.mean_ci(acc)
+            mean, lo, hi = stats.mean_ci(acc, bounds=(0.0, 100.0))
             const = stats.is_constant(acc)
             out.append({
                 "setting": s, "arm": a, "seeds": len(g), "failed": r.k,
