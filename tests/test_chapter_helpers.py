@@ -208,6 +208,9 @@ def test_vision_put_numbers():
     assert R.values["b_s0_fft_acc"] == "70.00" and R.values["b_s0_dsgd_std"] == "1.00"
     assert R.values["b_s0_fft_head"] == "85.0" and R.values["b_s0_dsgd_tail"] == "65.0"
     assert R.values["b_s0_diff"] == "+2.50" and R.values["b_n_runs"] == 4 and R.values["b_n_failed"] == 1
+    one_seed = _table(["lt:100"], [[(70.0, float("nan"))], [(72.5, float("nan"))]])
+    vi.put_numbers(R, "c", frame, one_seed, ["lt:100"])
+    assert R.values["c_s0_fft_std"] == "–"  # one seed has no standard deviation: a dash, never "nan"
 
 
 def test_multitask_put_numbers_cost_and_titles():

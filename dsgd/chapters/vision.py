@@ -440,7 +440,7 @@ def put_numbers(R: Any, prefix: str, frame: pd.DataFrame, table: pd.DataFrame,
     for i, s in enumerate(settings):
         for m in ("fft", "dsgd"):
             R.put(f"{prefix}_s{i}_{m}_acc", table.loc[m, (s, "mean")], ".2f")
-            R.put(f"{prefix}_s{i}_{m}_std", table.loc[m, (s, "std")], ".2f")
+            R.put_number(f"{prefix}_s{i}_{m}_std", float(table.loc[m, (s, "std")]), ".2f")  # one seed: no std
             R.put(f"{prefix}_s{i}_{m}_head", ht.loc[(s, m), "head_accuracy"], ".1f")
             R.put(f"{prefix}_s{i}_{m}_tail", ht.loc[(s, m), "tail_accuracy"], ".1f")
         R.put(f"{prefix}_s{i}_diff", table.loc["dsgd", (s, "mean")] - table.loc["fft", (s, "mean")], "+.2f")
