@@ -556,7 +556,8 @@ def capability_sentence(table: pd.DataFrame | None, header: dict[str, Any], spre
     over the runs) against FFT's seed STD and its bootstrap interval in the same settings
     (``spread``: :func:`spread_table`), and how many stored values any of them reproduced."""
     if table is None or not len(table):
-        return "The instruction-set check (`benchmarks/cpu_capability.py`) is not stored in this checkout."
+        return ("This page read no instruction-set check (`benchmarks/cpu_capability.py`; the "
+                "`capability_check` parameter names its file).")
     caps = [c for c in table.columns if c not in _CAP_KEYS]
     n, big, sd = len(table), float(table["spread"].max()), float(table["sd"].median())
     matched = int(table["stored_matched"].sum())
