@@ -72,6 +72,7 @@ from dsgd.diagnostics import metrics as eval_metrics
 from dsgd.ensembles import bootstrap_train, split_bootstrap
 from dsgd.methods import Method, StepContext, get_method
 from dsgd.optim import linear_warmup_decay
+from dsgd.store import cpu_model  # noqa: F401 (re-exported: the CPU model every record names)
 from dsgd.schedules import schedule
 
 EVAL_BATCH_SIZE = 64
@@ -193,23 +194,6 @@ def versions() -> dict[str, str | None]:
         mod = sys.modules.get(name)
         out[name] = getattr(mod, "__version__", None) if mod else None
     return out
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (or the text given), else
-    :func:`platform.processor` or ``""``. Recorded with every run because CPU results are
-    reproducible only on the same kind of processor: kernels differ by instruction set."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-                cpuinfo = fh.read()
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            return value.strip()
-    return platform.processor() or ""
 
 
 def machine(device: torch.device) -> dict[str, Any]:

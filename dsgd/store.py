@@ -535,11 +535,30 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (or the text given), else
+    :func:`platform.processor` or ``""``. Recorded with every run because CPU results are
+    reproducible only on the same kind of processor: kernels differ by instruction set."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or ""
+
+
 def machine_summary() -> dict[str, Any]:
+    """The machine a sweep session ran on (each run's record adds its instruction set)."""
     return {
         "hostname": platform.node(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
     }
 

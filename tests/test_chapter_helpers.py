@@ -132,6 +132,16 @@ def test_no_stored_set_means_nothing_to_verify(tmp_path):
     assert C.describe_stored(None, [], "").startswith("No stored result set at (none configured)")
 
 
+def test_session_line_reads_a_provenance_session():
+    s = {"command": ["dsgd", "sweep", "a.yaml", "--workers", "2"], "git": {"commit": "8e57b5c0123", "dirty": True},
+         "start": "2026-12-02T14:00:00+0000", "end": "2026-12-02T15:00:00+0000",
+         "machine": {"cpus": 2, "platform": "Linux-6", "processor": "x86_64", "cpu_model": "AMD EPYC"}}
+    assert C.session_line(s) == ("`dsgd sweep a.yaml --workers 2` at git 8e57b5c with uncommitted changes, "
+                                 "2026-12-02T14:00:00+0000 to 2026-12-02T15:00:00+0000, on AMD EPYC, 2 CPUs, Linux-6")
+    assert C.session_line({}) == ("command not recorded at unknown commit, time not recorded, on processor not "
+                                  "recorded, ? CPUs, platform not recorded")
+
+
 # ------------------------------------------------------------------------ getting started
 def test_gammas_of_the_linear_schedule():
     assert gs.gammas("linear", 0.5, T=4).tolist() == [0.0, 0.125, 0.25, 0.375, 0.5]  # tau * t / T

@@ -102,10 +102,24 @@ def describe_stored(store: Any, records: Sequence[dict[str, Any]], name: str) ->
     sessions = store.provenance.load().get("sessions", [])
     text = f"{len(records)} finished runs in {name}; {len(sessions)} sweep session(s)"
     if sessions:
-        last = sessions[-1]
-        keys = ("started", "ended", "command", "git", "machine")
-        text += "\nlast session: " + str({k: last.get(k) for k in keys if k in last})
+        text += "\nlast session: " + session_line(sessions[-1])
     return text
+
+
+def session_line(session: dict[str, Any]) -> str:
+    """One sweep session of a store's provenance in words: its command, code version, time
+    span and machine."""
+    cmd = session.get("command")
+    cmd = " ".join(map(str, cmd)) if isinstance(cmd, (list, tuple)) else cmd
+    cmd = f"`{cmd}`" if cmd else "command not recorded"
+    git = session.get("git") or {}
+    commit = str(git.get("commit") or "")[:7]
+    code = (f"git {commit}" if commit else "unknown commit") + (" with uncommitted changes" if git.get("dirty") else "")
+    when = " to ".join(str(session[k]) for k in ("start", "end") if session.get(k)) or "time not recorded"
+    m = session.get("machine") or {}
+    cpu = m.get("cpu_model") or m.get("processor") or "processor not recorded"
+    where = f"{cpu}, {m.get('cpus', '?')} CPUs, {m.get('platform', 'platform not recorded')}"
+    return f"{cmd} at {code}, {when}, on {where}"
 
 
 def verify_recomputed(store: Any, k: int, seed: int, recomputed: dict[str, dict[str, Any]],
