@@ -271,9 +271,9 @@ def test_processor_check_compares_only_runs_made_on_the_build_processor(tmp_path
     cfg2 = {**cfg, "method": "dsgd"}
     stored = [{"run_id": "s-fft", "config": cfg}, {"run_id": "s-dsgd", "config": cfg2}]
     epyc = {"device": "cpu", "cpu_model": "AMD EPYC", "cpu_capability": "AVX512"}
-    build = [{"run_id": "b-fft", "config": {**cfg, "eval_each_epoch": True}, "machine": epyc,
+    build = [{"run_id": "b-fft", "status": "ok", "config": {**cfg, "eval_each_epoch": True}, "machine": epyc,
               "metrics": {"accuracy": 0.2710}, "verdict": "success"},
-             {"run_id": "b-dsgd", "config": cfg2, "machine": epyc, "metrics": {"accuracy": 0.3630},
+             {"run_id": "b-dsgd", "status": "ok", "config": cfg2, "machine": epyc, "metrics": {"accuracy": 0.3630},
               "verdict": "success"}]
     rows = [{"run_id": "s-fft", "cpu_model": "AMD EPYC", "capability": "AVX512", "accuracy": 0.2712,
              "verdict": "success"},

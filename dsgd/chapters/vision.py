@@ -593,7 +593,11 @@ def processor_check(build: Sequence[dict[str, Any]], path: str | os.PathLike,
     sentence. Runs are matched through the stored records' training ids."""
     import json
 
-    from dsgd.reproduce import VERIFY_TOLERANCE, processor
+    from dsgd.reproduce import processor, reproduces
+
+    def as_record(r: dict[str, Any]) -> dict[str, Any]:  # a row of the check, shaped like a run record
+        return {"status": "ok", "verdict": r.get("verdict"), "metrics": {"accuracy": r.get("accuracy")},
+                "machine": {"device": "cpu", "cpu_model": r.get("cpu_model"), "cpu_capability": r.get("capability")}}
 
     p = _book_path(path) if path else None
     cols = ["run_id", "this build", "check", "difference", "agrees"]
@@ -602,19 +606,18 @@ def processor_check(build: Sequence[dict[str, Any]], path: str | os.PathLike,
     data = json.loads(p.read_text())
     train_id = {r["run_id"]: RunConfig.from_dict(r["config"]).training_id() for r in stored}
     here = processor(build[0])
-    ref = {train_id.get(r["run_id"]): r for r in data["rows"]
-           if f"{r.get('cpu_model') or 'unknown CPU'} ({r.get('capability')})" == here}
+    ref = {train_id.get(r["run_id"]): as_record(r) for r in data["rows"] if processor(as_record(r)) == here}
     rows = []
     for rec in build:
         r = ref.get(RunConfig.from_dict(rec["config"]).training_id())
         if r is None:
             continue
-        a, b = float(rec["metrics"]["accuracy"]), float(r["accuracy"])
-        rows.append({"run_id": rec["run_id"], "this build": 100 * a, "check": 100 * b, "difference": 100 * abs(a - b),
-                     "agrees": abs(a - b) <= VERIFY_TOLERANCE + 1e-9 and rec.get("verdict") == r.get("verdict")})
+        ok, b, a, diff = reproduces(r, rec)
+        rows.append({"run_id": rec["run_id"], "this build": 100 * a, "check": 100 * b, "difference": 100 * diff,
+                     "agrees": ok})
     t = pd.DataFrame(rows, columns=cols)
     if not len(t):
-        made_on = sorted({f"{r.get('cpu_model')} ({r.get('capability')})" for r in data["rows"]})
+        made_on = sorted({str(processor(as_record(r))) for r in data["rows"]})
         return t, (f"This build ran on {here or 'a processor it could not name'}; the instruction-set check was "
                    f"made on {', '.join(made_on)}, so none of its runs can be compared with this build's number "
                    "for number.")
