@@ -267,3 +267,43 @@ def test_verification_table_and_sentence_name_the_processors():
                         "that does not name its processor")
     assert rg.verification_sentence(t.iloc[1:]) == "The recomputed run reproduces its stored record."
     assert rg.verification_sentence(pd.DataFrame()) == "This build recomputed no stored run."
+
+
+def test_persistence_table_and_regime_sentence_by_hand():
+    # AdamW: FFT fails on seeds 0-1 at 150 steps, both succeed at 300 -> 0 of 2 persisted.
+    # Without bias correction: FFT fails on seeds 0-5 at 150 and at 300 -> 6 of 6 persisted,
+    # Clopper-Pearson lower bound 0.025**(1/6) = 0.54 > 1/2: dead ends, a persistent regime.
+    recs = [_rec("fft", s, "collapsed", 0.65) for s in (0, 1)] + [_rec("fft", s, "success", 0.9, steps=300)
+                                                                  for s in (0, 1)]
+    recs += [_rec("fft-nobc", s, "collapsed", 0.65, steps=st) for s in range(6) for st in (150, 300)]
+    nobc = [_rec("dsgd", s, "collapsed" if s < 5 else "success", 0.65, steps=st) for s in range(6) for st in (150, 300)]
+    for r in nobc:
+        r["config"]["adam_bias_correction"] = False
+        r["run_id"] += "-nobc"
+    df = rg.run_frame(recs + nobc)
+    t = rg.persistence_table(df).set_index(["optimiser", "arm"])
+    assert t.loc[("AdamW", "FFT"), "still failed"] == 0 and t.loc[("AdamW", "FFT"), "of those, run longer"] == 2
+    row = t.loc[("AdamW w/o bias corr.", "FFT")]
+    assert (row["still failed"], row["failures are"]) == (6, "dead ends")
+    assert row["CI low"] == pytest.approx(0.025 ** (1 / 6), abs=1e-6)
+    s = rg.persistent_regime_sentence(df, rg.paired_comparisons(df))
+    assert "A regime of persistent failures" in s and "t with AdamW w/o bias corr." in s
+    # DSGD without bias correction failed on 5 of the 6 seeds where FFT failed on 6: "less often"
+    assert "DSGD failed less often than FFT: 5 vs 6" in s
+    import types
+    ch = types.SimpleNamespace(df=df, comparisons=rg.paired_comparisons(df))
+    f = rg.persistent_regime_finding(ch, "m on t; stored runs")
+    # 5 vs 6 failures on 6 shared seeds at 300 steps: one discordant seed, p = 1 -> not resolved
+    assert f["verdict"] == "not resolved" and f["setting"].endswith("t, 300 steps, AdamW w/o bias corr.")
+    only_adamw = rg.run_frame(recs[:4])
+    assert "None of these is yet a regime" in rg.persistent_regime_sentence(only_adamw, rg.paired_comparisons(only_adamw))
+
+
+def test_pending_sentence_by_hand():
+    progress = pd.DataFrame({"setting": ["t, 150 steps", "t, 300 steps"], "arm": ["FFT", "PCGrad"],
+                             "planned": [4, 4], "stored": [4, 1]})
+    progress["to run"] = progress["planned"] - progress["stored"]
+    s = rg.pending_sentence(progress)
+    assert s.startswith("The stored set holds 5 of the 8 runs") and "PCGrad on t, 300 steps (1 of 4 stored)" in s
+    assert "FFT on" not in s
+    assert "every run" in rg.pending_sentence(progress.assign(stored=4, **{"to run": 0}))

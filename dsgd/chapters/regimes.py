@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -238,15 +239,17 @@ def budget_plot(bf: pd.DataFrame, ax: Any = None, arms: Sequence[str] | None = N
     return ax
 
 
-def escape_verdict(df: pd.DataFrame, task: str, arm: str = "DSGD", short: int | None = None) -> dict[str, Any]:
+def escape_verdict(df: pd.DataFrame, task: str, arm: str = "DSGD", short: int | None = None,
+                   optimiser: str = "AdamW") -> dict[str, Any]:
     """Do ``arm``'s failures at the shortest budget turn into successes with more steps?
 
-    For each seed that failed at the short budget and was also run longer, its outcome at
-    the longest budget available for it. ``kind``: "late escapes" when most of them
-    succeed, "dead ends" when none does, "mostly dead ends" / "partly late escapes"
-    in between; "not testable" without longer runs of failed seeds.
+    For each seed that failed at the short budget and was also run longer (same task and
+    optimiser), its outcome at the longest budget available for it. ``kind``, decided by the
+    exact interval of the share that escaped: "late escapes" when it lies above 1/2, "dead
+    ends" when below, "mostly late escapes / mostly dead ends (not resolved)" or "not
+    resolved" when it straddles 1/2; "not testable" without longer runs of failed seeds.
     """
-    sub = df[(df["task"] == task) & (df["optimiser"] == "AdamW") & (df["arm"] == arm)]
+    sub = df[(df["task"] == task) & (df["optimiser"] == optimiser) & (df["arm"] == arm)]
     if not len(sub):
         return {"kind": "not testable", "n": 0, "escaped": 0, "budgets": []}
     short = int(sub["steps"].min()) if short is None else short
@@ -263,6 +266,136 @@ def escape_verdict(df: pd.DataFrame, task: str, arm: str = "DSGD", short: int | 
             else "mostly dead ends (not resolved)" if esc < n / 2 else "not resolved")
     return {"kind": kind, "n": n, "escaped": esc, "short": short, "rate": r,
             "budgets": sorted(int(s) for s in longer["steps"].unique())}
+
+
+def persistence_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Do failures persist with a longer budget? One row per task × optimiser × arm stored
+    at more than one budget: failures at the shortest budget, how many of those seeds were
+    run longer, how many still failed at the longest budget run for them (with the exact
+    interval of that share), and :func:`escape_verdict`'s kind."""
+    rows = []
+    for (task, opt), sub in df.groupby(["task", "optimiser"], sort=False):
+        for arm in arm_order(sub["arm"]):
+            g = sub[sub["arm"] == arm]
+            if g["steps"].nunique() < 2:
+                continue
+            short = int(g["steps"].min())
+            at_short = g[g["steps"] == short]
+            esc = escape_verdict(df, task, arm=arm, short=short, optimiser=opt)
+            kept = esc["n"] - esc["escaped"]
+            r = stats.rate_ci(kept, esc["n"]) if esc["n"] else None
+            rows.append({"task": task, "optimiser": opt, "arm": arm,
+                         "budgets": ", ".join(str(int(x)) for x in sorted(g["steps"].unique())),
+                         "failed at shortest": f"{int(at_short['failed'].sum())}/{len(at_short)}",
+                         "of those, run longer": esc["n"], "still failed": kept,
+                         "share persisted": r.rate if r else math.nan,
+                         "CI low": r.lo if r else math.nan, "CI high": r.hi if r else math.nan,
+                         "failures are": esc["kind"]})
+    return pd.DataFrame(rows)
+
+
+def persistent_regime_sentence(df: pd.DataFrame, comparisons: pd.DataFrame, reference: str = "FFT",
+                               arm: str = "DSGD") -> str:
+    """The search for a setting in which ``reference``'s failures persist with a longer
+    budget (:func:`persistence_table`), in words chosen from the numbers; then, in every such
+    setting, ``arm`` against ``reference`` with the same optimiser at each budget."""
+    t = persistence_table(df)
+    ref = t[(t["arm"] == reference) & (t["of those, run longer"] > 0)] if len(t) else t
+    if not len(ref):
+        return (f"No setting holds {reference} runs whose failed seeds were also run with a longer "
+                "budget, so no regime of persistent failures can be named yet.")
+    parts = []
+    for _, r in ref.iterrows():
+        where = r["task"] + ("" if r["optimiser"] == "AdamW" else f" with {r['optimiser']}")
+        parts.append(f"{where} ({r['budgets']} steps): {r['still failed']} of the {r['of those, run longer']} "
+                     f"seeds on which {reference} failed at the shortest budget still failed at the longest "
+                     f"(share {stats.format_rate(stats.rate_ci(int(r['still failed']), int(r['of those, run longer'])))}; "
+                     f"{r['failures are']})")
+    dead = ref[ref["failures are"] == "dead ends"]
+    text = f"{reference}'s failures with a longer budget, per setting searched: " + "; ".join(parts) + ". "
+    if not len(dead):
+        return text + ("None of these is yet a regime of persistent failures by the exact interval "
+                       "(the share that persisted must lie above 1/2).")
+    text += ("A regime of persistent failures (the exact interval of the share that persisted lies above "
+             "1/2): " + ", ".join(dead["task"] + dead["optimiser"].map(lambda o: "" if o == "AdamW" else f" with {o}"))
+             .rstrip(".") + ". There, " + arm + " against " + reference + " with the same optimiser: ")
+    cmp_rows = []
+    for _, r in dead.iterrows():
+        mask = ((df["task"] == r["task"]) & (df["optimiser"] == r["optimiser"]))
+        for s in [x for x in setting_order(df) if x in set(df[mask]["setting"])]:
+            c = comparisons[(comparisons["setting"] == s) & (comparisons["arm"] == arm)] if len(comparisons) else []
+            cmp_rows.append(f"At {s.split(', ')[1]}, " + (comparison_sentence(c.iloc[0]) if len(c)
+                                                          else f"{arm} not stored yet."))
+    return text + " ".join(cmp_rows)
+
+
+def persistent_regime_finding(ch: "Chapter", setting: str) -> dict[str, Any]:
+    """The findings row for the paper's claim where it matters most: in a regime where FFT's
+    failures persist with a longer budget (:func:`persistence_table`), does DSGD with the
+    same optimiser fail less often at the longest budget stored? Decided by the paired test."""
+    df = ch.df
+    t = persistence_table(df)
+    dead = t[(t["arm"] == "FFT") & (t["failures are"] == "dead ends")] if len(t) else t
+    row, where = None, "no regime of persistent FFT failures stored"
+    for _, d in dead.iterrows():
+        mask = (df["task"] == d["task"]) & (df["optimiser"] == d["optimiser"])
+        longest = [x for x in setting_order(df) if x in set(df[mask]["setting"])][-1]
+        row, where = _cmp(ch, longest, "DSGD"), longest
+        if row is not None:
+            break
+    return dict(key="dsgd_persistent_regime", source="paper",
+                claim="Where plain fine-tuning's failures persist with a longer budget, DSGD (same optimiser) "
+                      "fails on fewer seeds.",
+                measured=persistent_regime_sentence(df, ch.comparisons),
+                setting=re.sub(r", \d+ steps", "", setting.split(";")[0]) + f"; the regime: {where}",
+                verdict=_verdict_from_test(row, "less often"), section="a-regime-where-failures-persist")
+
+
+def plan_progress(ch: "Chapter", sweep_file: Any) -> pd.DataFrame:
+    """What the sweep file plans against what the store holds, per setting and arm (the
+    chapter's labels): runs planned, stored, still to run. Empty without a sweep file."""
+    from pathlib import Path
+
+    from dsgd.engine import budget
+    from dsgd.sweep import configs_from_params, load_params
+
+    path = Path(sweep_file) if sweep_file else None
+    if path is None or not path.exists() or ch.store is None:
+        return pd.DataFrame()
+    per_epoch: dict[tuple, float] = {}
+    for r in ch.records:
+        c = r["config"]
+        key = (task_label(c), c.get("train_size"), c.get("batch_size"), c.get("grad_accum"))
+        per_epoch.setdefault(key, budget_steps(r) / float(c["epochs"]))
+    rows = []
+    for cfg in configs_from_params(load_params(path)):
+        c = cfg.to_dict()
+        key = (task_label(c), c.get("train_size"), c.get("batch_size"), c.get("grad_accum"))
+        steps = (round(per_epoch[key] * float(c["epochs"])) if key in per_epoch
+                 else budget(int(c.get("train_size") or 0) or 1, cfg)[1])
+        done = ch.store.status(cfg.run_id()) in ("ok", "diverged")
+        rows.append({"setting": setting_label(task_label(c), optimiser_label(c), int(steps), float(c["lr"])),
+                     "arm": arm_label(c), "run_id": cfg.run_id(), "stored": done})
+    runs = pd.DataFrame(rows).drop_duplicates("run_id")
+    out = (runs.groupby(["setting", "arm"], sort=False)["stored"].agg(planned="size", stored="sum")
+           .reset_index())
+    out["to run"] = out["planned"] - out["stored"]
+    return out
+
+
+def pending_sentence(progress: pd.DataFrame) -> str:
+    """What the sweep file still has to compute, in words, from :func:`plan_progress`."""
+    if not len(progress):
+        return ("No sweep file lies beside a stored set here (without one the build computes its own grid), "
+                "so the page cannot list runs still to compute.")
+    todo = progress[progress["to run"] > 0]
+    total, stored = int(progress["planned"].sum()), int(progress["stored"].sum())
+    if not len(todo):
+        return f"The stored set holds every run its sweep file plans ({total})."
+    items = [f"{r['arm']} on {r['setting']} ({int(r['stored'])} of {int(r['planned'])} stored)"
+             for _, r in todo.iterrows()]
+    return (f"The stored set holds {stored} of the {total} runs its sweep file plans; still to run: "
+            + "; ".join(items) + ".")
 
 
 # ------------------------------------------------------------------- survival
@@ -979,6 +1112,7 @@ def chapter_findings(ch: Chapter, mech: dict[str, Any], cand: pd.DataFrame | Non
                               if esc["kind"] == "dead ends" else "not resolved" if esc["n"]
                               else "not testable at this scale"),
                      section="budget-slower-or-stuck"))
+    rows.append(persistent_regime_finding(ch, setting))
     ok = None if mech.get("ln2") is None or mech.get("switch") is None else bool(mech["ln2"] and mech["switch"])
     rows.append(dict(key="resting_point", source="beyond the paper",
                      claim=f"While γ_t < (1 − π)/π = {v['gamma_star']:.2f}, DSGD's loss rests on the decision "
