@@ -294,6 +294,12 @@ def persistence_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _settings_of(df: pd.DataFrame, task: str, optimiser: str) -> list[str]:
+    """The settings (budgets) of one task and optimiser, shortest first."""
+    mine = set(df[(df["task"] == task) & (df["optimiser"] == optimiser)]["setting"])
+    return [x for x in setting_order(df) if x in mine]
+
+
 def persistent_regime_sentence(df: pd.DataFrame, comparisons: pd.DataFrame, reference: str = "FFT",
                                arm: str = "DSGD") -> str:
     """The search for a setting in which ``reference``'s failures persist with a longer
@@ -321,8 +327,7 @@ def persistent_regime_sentence(df: pd.DataFrame, comparisons: pd.DataFrame, refe
              .rstrip(".") + ". There, " + arm + " against " + reference + " with the same optimiser: ")
     cmp_rows = []
     for _, r in dead.iterrows():
-        mask = ((df["task"] == r["task"]) & (df["optimiser"] == r["optimiser"]))
-        for s in [x for x in setting_order(df) if x in set(df[mask]["setting"])]:
+        for s in _settings_of(df, r["task"], r["optimiser"]):
             c = comparisons[(comparisons["setting"] == s) & (comparisons["arm"] == arm)] if len(comparisons) else []
             cmp_rows.append(f"At {s.split(', ')[1]}, " + (comparison_sentence(c.iloc[0]) if len(c)
                                                           else f"{arm} not stored yet."))
@@ -338,8 +343,7 @@ def persistent_regime_finding(ch: "Chapter", setting: str) -> dict[str, Any]:
     dead = t[(t["arm"] == "FFT") & (t["failures are"] == "dead ends")] if len(t) else t
     row, where = None, "no regime of persistent FFT failures stored"
     for _, d in dead.iterrows():
-        mask = (df["task"] == d["task"]) & (df["optimiser"] == d["optimiser"])
-        longest = [x for x in setting_order(df) if x in set(df[mask]["setting"])][-1]
+        longest = _settings_of(df, d["task"], d["optimiser"])[-1]
         row, where = _cmp(ch, longest, "DSGD"), longest
         if row is not None:
             break
